@@ -1,0 +1,17 @@
+// tfcpp bench: llama-bench-like table (load, pp, tg) with the machine's limits measured in the same run.
+#pragma once
+
+#include <string>
+
+namespace tfcpp {
+
+struct BenchOptions {
+  std::string model, dtype, class_name;
+  int prompt_tokens = 128;
+  int gen_tokens = 64;
+  int repetitions = 3;
+};
+
+int run_bench(const BenchOptions& options);
+
+}  // namespace tfcpp

@@ -1,0 +1,31 @@
+// Attention implementations by name (transformers' `_attn_implementation`): "eager", "sdpa", and whatever else
+// registers itself. Families call `attention_function(config._attn_implementation())` once per layer.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace transformers {
+
+struct AttentionArgs {
+  double scaling = 1.0;        // multiplies q·kᵀ
+  double dropout = 0.0;        // applied only when `training`
+  bool training = false;
+  bool output_attentions = false;
+};
+
+// q [B, H, Tq, D], k/v [B, H, Tk, D] (already repeated for GQA), mask additive [B, 1|H, Tq, Tk] or undefined.
+// Returns (attn_output [B, H, Tq, D], attn_weights [B, H, Tq, Tk] or undefined).
+using AttentionFunction = std::function<std::pair<at::Tensor, at::Tensor>(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, const AttentionArgs& args)>;
+
+void register_attention(const std::string& name, AttentionFunction fn);
+// Throws ValueError listing the registered implementations when `name` is unknown.
+const AttentionFunction& attention_function(const std::string& name);
+std::vector<std::string> attention_implementations();
+
+}  // namespace transformers

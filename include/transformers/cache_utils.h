@@ -1,0 +1,49 @@
+// KV caches, as transformers/cache_utils.py. DynamicCache grows its buffers geometrically instead of torch.cat on
+// every step, and hands out views of the filled part.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <utility>
+#include <vector>
+
+namespace transformers {
+
+class Cache {
+ public:
+  virtual ~Cache() = default;
+  // Appends key/value states [B, H, T, D] of `layer_idx` and returns the full keys/values for that layer.
+  virtual std::pair<at::Tensor, at::Tensor> update(const at::Tensor& key_states, const at::Tensor& value_states,
+                                                   int64_t layer_idx) = 0;
+  virtual int64_t get_seq_length(int64_t layer_idx = 0) const = 0;
+  virtual int64_t num_layers() const = 0;
+  // Selects batch rows (beam search): every buffer is index_select'ed on dim 0.
+  virtual void reorder_cache(const at::Tensor& beam_idx) = 0;
+  // ((key, value) per layer), each [B, H, T, D] — transformers' legacy tuple format.
+  virtual std::vector<std::pair<at::Tensor, at::Tensor>> to_legacy_cache() const = 0;
+};
+
+class DynamicCache : public Cache {
+ public:
+  DynamicCache() = default;
+  static std::shared_ptr<DynamicCache> from_legacy_cache(const std::vector<std::pair<at::Tensor, at::Tensor>>& past);
+
+  std::pair<at::Tensor, at::Tensor> update(const at::Tensor& key_states, const at::Tensor& value_states,
+                                           int64_t layer_idx) override;
+  int64_t get_seq_length(int64_t layer_idx = 0) const override;
+  int64_t num_layers() const override { return static_cast<int64_t>(layers_.size()); }
+  void reorder_cache(const at::Tensor& beam_idx) override;
+  std::vector<std::pair<at::Tensor, at::Tensor>> to_legacy_cache() const override;
+  // Reserve room for `tokens` positions in every layer that exists or is created later (avoids regrowth).
+  void reserve(int64_t tokens) { reserve_ = tokens; }
+
+ private:
+  struct Layer {
+    at::Tensor keys, values;  // [B, H, capacity, D]
+    int64_t length = 0;
+  };
+  std::vector<Layer> layers_;
+  int64_t reserve_ = 0;
+};
+
+}  // namespace transformers

@@ -1,0 +1,79 @@
+// generate(), as transformers/generation/utils.py (4.40): greedy, multinomial sampling and beam search over a
+// decoder-only or encoder-decoder PreTrainedModel with a KV cache; logits processors and warpers.
+#pragma once
+
+#include "transformers/generation_config.h"
+#include "transformers/modeling_utils.h"
+
+#include <cmath>
+#include <functional>
+
+namespace transformers {
+
+struct GenerateOutput {
+  at::Tensor sequences;                // [B * num_return_sequences, T]
+  at::Tensor sequences_scores;         // beam search: [B * num_return_sequences]
+  std::vector<at::Tensor> scores;      // output_scores: processed scores per step, [B * beams, V]
+  std::vector<at::Tensor> logits;      // output_logits: raw logits per step
+  at::Tensor beam_indices;             // beam search with output_scores
+  // output_attentions / output_hidden_states: per step, the model's per-layer tensors.
+  std::vector<std::vector<at::Tensor>> attentions, hidden_states;
+  std::shared_ptr<Cache> past_key_values;  // the cache after the last step (use_cache)
+  // "sequences", "sequences_scores", "scores.N", "logits.N", "beam_indices"
+  std::vector<std::pair<std::string, at::Tensor>> named_tensors() const;
+};
+
+// Called once with the prompt ids [B, T] and then after each step with the new ids [B] (transformers' streamer.put).
+using TokenCallback = std::function<void(const at::Tensor& ids)>;
+
+// Logits processor: (input_ids [N, T], scores [N, V]) -> scores.
+using LogitsProcessor = std::function<at::Tensor(const at::Tensor& input_ids, const at::Tensor& scores)>;
+
+// The processors and warpers generate() builds for `config` (in transformers' order). `encoder_input_ids` is what
+// encoder_repetition_penalty / encoder_no_repeat_ngram_size look at (the prompt for decoder-only models).
+std::vector<LogitsProcessor> get_logits_processor(const GenerationConfig& config, int64_t input_ids_seq_length,
+                                                  const at::Tensor& encoder_input_ids = {});
+std::vector<LogitsProcessor> get_logits_warper(const GenerationConfig& config);
+// Applies `processors` in order (LogitsProcessorList.__call__).
+at::Tensor apply_logits_processors(const std::vector<LogitsProcessor>& processors, const at::Tensor& input_ids,
+                                   const at::Tensor& scores);
+
+// The processors of transformers/generation/logits_process.py, same names and arguments. Bad arguments raise
+// GenerationError. None modifies its input scores in place.
+LogitsProcessor MinLengthLogitsProcessor(int64_t min_length, std::vector<int64_t> eos_token_id);
+LogitsProcessor MinNewTokensLengthLogitsProcessor(int64_t prompt_length_to_skip, int64_t min_new_tokens,
+                                                  std::vector<int64_t> eos_token_id);
+LogitsProcessor TemperatureLogitsWarper(double temperature);
+LogitsProcessor RepetitionPenaltyLogitsProcessor(double penalty);
+LogitsProcessor EncoderRepetitionPenaltyLogitsProcessor(double penalty, at::Tensor encoder_input_ids);
+LogitsProcessor TopPLogitsWarper(double top_p, double filter_value = -INFINITY, int64_t min_tokens_to_keep = 1);
+LogitsProcessor TopKLogitsWarper(int64_t top_k, double filter_value = -INFINITY, int64_t min_tokens_to_keep = 1);
+LogitsProcessor TypicalLogitsWarper(double mass = 0.9, double filter_value = -INFINITY, int64_t min_tokens_to_keep = 1);
+LogitsProcessor EpsilonLogitsWarper(double epsilon, double filter_value = -INFINITY, int64_t min_tokens_to_keep = 1);
+LogitsProcessor EtaLogitsWarper(double epsilon, double filter_value = -INFINITY, int64_t min_tokens_to_keep = 1);
+LogitsProcessor NoRepeatNGramLogitsProcessor(int64_t ngram_size);
+LogitsProcessor EncoderNoRepeatNGramLogitsProcessor(int64_t encoder_ngram_size, at::Tensor encoder_input_ids);
+// sequence_bias: (token ids, bias) pairs (transformers' Dict[Tuple[int], float]).
+LogitsProcessor SequenceBiasLogitsProcessor(std::vector<std::pair<std::vector<int64_t>, double>> sequence_bias);
+LogitsProcessor NoBadWordsLogitsProcessor(std::vector<std::vector<int64_t>> bad_words_ids,
+                                          std::vector<int64_t> eos_token_id);
+LogitsProcessor ForcedBOSTokenLogitsProcessor(int64_t bos_token_id);
+LogitsProcessor ForcedEOSTokenLogitsProcessor(int64_t max_length, std::vector<int64_t> eos_token_id);
+LogitsProcessor InfNanRemoveLogitsProcessor();
+LogitsProcessor ExponentialDecayLengthPenalty(int64_t start_index, double decay_factor,
+                                              std::vector<int64_t> eos_token_id, int64_t input_ids_seq_length);
+LogitsProcessor LogitNormalization();
+LogitsProcessor SuppressTokensAtBeginLogitsProcessor(std::vector<int64_t> begin_suppress_tokens, int64_t begin_index);
+LogitsProcessor SuppressTokensLogitsProcessor(std::vector<int64_t> suppress_tokens);
+// force_token_map: (generation index, token id) pairs.
+LogitsProcessor ForceTokensLogitsProcessor(std::vector<std::pair<int64_t, int64_t>> force_token_map);
+
+// `config` is the full generation config (start from model.generation_config and apply the call's kwargs).
+// `model_kwargs` carries attention_mask and family-specific inputs. Raises GenerationError for bad settings.
+// Deviations from transformers: max_new_tokens == 0 returns the prompt (expanded by num_return_sequences) instead of
+// raising; scores/logits are collected whenever output_scores/output_logits is set (return_dict_in_generate is
+// implied), and beam search always returns sequences_scores. Runs under c10::InferenceMode.
+GenerateOutput generate(PreTrainedModel& model, const at::Tensor& input_ids, const GenerationConfig& config,
+                        const ModelInputs& model_kwargs = {}, const TokenCallback& streamer = {});
+
+}  // namespace transformers

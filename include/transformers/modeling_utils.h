@@ -1,0 +1,159 @@
+// PreTrainedModel, as transformers/modeling_utils.py (4.40): loading, saving, tying, init of missing weights.
+// Families declare their traits in the constructor; this base class enforces them.
+#pragma once
+
+#include "transformers/cache_utils.h"
+#include "transformers/config.h"
+#include "transformers/generation_config.h"
+#include "transformers/nn.h"
+
+#include <functional>
+#include <optional>
+#include <regex>
+
+namespace transformers {
+
+// The keyword arguments of a forward call. Families read the fields they support.
+struct ModelInputs {
+  at::Tensor input_ids, attention_mask, position_ids, inputs_embeds, token_type_ids, head_mask, labels;
+  at::Tensor cache_position;
+  std::shared_ptr<Cache> past_key_values;
+  std::optional<bool> use_cache, output_attentions, output_hidden_states;
+  // Compute logits only for the last N positions (0 = all), as later transformers' num_logits_to_keep.
+  int64_t num_logits_to_keep = 0;
+  std::map<std::string, at::Tensor> extra;  // family-specific tensors, by their transformers argument name
+};
+
+// The union of transformers' ModelOutput dataclasses. Unset fields are undefined tensors / empty vectors.
+struct ModelOutput {
+  at::Tensor loss, logits, last_hidden_state, pooler_output;
+  std::shared_ptr<Cache> past_key_values;
+  std::vector<at::Tensor> hidden_states, attentions;
+  std::map<std::string, at::Tensor> extra;
+  // Every tensor under the fixture names: "logits", "hidden_states.0", "past_key_values.0.1", ...
+  std::vector<std::pair<std::string, at::Tensor>> named_tensors() const;
+};
+
+struct LoadingInfo {
+  std::vector<std::string> missing_keys, unexpected_keys;
+  std::vector<std::string> mismatched_keys;  // "key: checkpoint [a, b] vs model [c, d]"
+  std::vector<std::string> error_msgs;
+};
+
+struct FromPretrainedOptions {
+  // "" (float32, as transformers without torch_dtype), "auto" (config.torch_dtype, else the checkpoint's),
+  // "float32", "bfloat16", "float16" (computed in float32 on CPU: libtorch 1.13 lacks half kernels), "float64".
+  std::string dtype;
+  std::string variant;              // model.<variant>.safetensors
+  std::string attn_implementation;  // "eager", "sdpa", ...; default: the config's, else eager
+  bool ignore_mismatched_sizes = false;
+  // Extra config.json overrides (kwargs of from_pretrained that are config attributes).
+  json config_overrides = json::object();
+};
+
+struct SavePretrainedOptions {
+  std::string max_shard_size = "5GB";  // bytes as a number string, or "200MB", "5GB", "1GiB", ...
+  std::string variant;
+  bool save_config = true;
+  std::string dtype;  // "" keeps the parameters' dtype
+};
+
+class PreTrainedModel : public nn::Module {
+ public:
+  explicit PreTrainedModel(std::shared_ptr<PretrainedConfig> config, std::string class_name);
+  ~PreTrainedModel() override;
+
+  std::shared_ptr<PretrainedConfig> config;
+  GenerationConfig generation_config;
+  std::string name_or_path;
+  std::string class_name;  // "LlamaForCausalLM"
+
+  // ---- Declared capabilities (class attributes in transformers) ----
+  std::string base_model_prefix;
+  std::string main_input_name = "input_ids";
+  std::vector<std::string> _no_split_modules;
+  std::vector<std::string> _keys_to_ignore_on_load_missing;     // regexes
+  std::vector<std::string> _keys_to_ignore_on_load_unexpected;  // regexes
+  std::vector<std::string> _tied_weights_keys;
+  bool supports_gradient_checkpointing = false;
+  bool _supports_sdpa = false;
+  bool _supports_flash_attn_2 = false;
+  // Legacy checkpoint names -> current names, applied to checkpoint keys on load (substring replace, in order).
+  std::vector<std::pair<std::string, std::string>> checkpoint_key_renames{{"gamma", "weight"}, {"beta", "bias"}};
+
+  // ---- Forward ----
+  virtual ModelOutput forward(const ModelInputs& inputs) = 0;
+
+  // ---- Embeddings and tying ----
+  virtual std::shared_ptr<nn::Embedding> get_input_embeddings();
+  virtual void set_input_embeddings(std::shared_ptr<nn::Embedding> value);
+  virtual std::shared_ptr<nn::Linear> get_output_embeddings() { return nullptr; }
+  virtual void set_output_embeddings(std::shared_ptr<nn::Linear> value);
+  // Ties output to input embeddings when config.tie_word_embeddings (plus family-specific ties).
+  virtual void tie_weights();
+  // The model the prefix names (self.model for LlamaForCausalLM), or this for a base model.
+  PreTrainedModel* base_model();
+
+  // ---- Init ----
+  // Weight init of one module (transformers' _init_weights), chosen by the family.
+  virtual void _init_weights(torch::nn::Module& module) {}
+  void init_weights();  // every module, then tie_weights
+  void post_init();     // called at the end of each family constructor
+
+  // ---- Introspection ----
+  int64_t num_parameters(bool only_trainable = false, bool exclude_embeddings = false) const;
+  int64_t get_memory_footprint() const;  // bytes of parameters and buffers, tied counted once
+  virtual bool can_generate() const { return false; }
+  c10::ScalarType dtype() const;  // first floating-point parameter
+  // Parameters and persistent buffers by checkpoint key. Tied weights appear under each name.
+  std::vector<std::pair<std::string, at::Tensor>> state_dict() const;
+
+  // ---- Loading / saving ----
+  // Loads a checkpoint folder (config already applied) into this model; transformers' key semantics.
+  LoadingInfo load_pretrained_weights(const std::string& dir, const FromPretrainedOptions& options);
+  // Loads tensors by key, with the prefix rules of _load_pretrained_model. `source` names files in errors.
+  LoadingInfo load_state_dict(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                              const std::string& source, bool ignore_mismatched_sizes = false,
+                              bool init_missing = true);
+  void save_pretrained(const std::string& dir, const SavePretrainedOptions& options = {});
+
+  // Generation hooks (families that can generate override these).
+  virtual ModelInputs prepare_inputs_for_generation(const at::Tensor& input_ids, const ModelInputs& kwargs);
+
+  // The loading report of the last from_pretrained.
+  LoadingInfo loading_info;
+
+ protected:
+  // Families call this in their constructor for each registered submodule so the base can resolve the prefix.
+  std::shared_ptr<torch::nn::Module> submodule(const std::string& name) const;
+};
+
+// Builds a model of the registered class from a config; used by from_pretrained and the auto classes.
+using ModelFactory = std::function<std::shared_ptr<PreTrainedModel>(std::shared_ptr<PretrainedConfig>)>;
+
+// Reads config + weights from `path` into a model built by `factory`.
+std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path, const std::string& class_name,
+                                                      const ModelFactory& factory,
+                                                      std::shared_ptr<PretrainedConfig> config,
+                                                      const FromPretrainedOptions& options);
+
+// "5GB" -> 5e9, "1GiB" -> 2^30, "200MB" -> 2e8, "12345" -> 12345. ValueError otherwise.
+int64_t convert_file_size_to_int(const std::string& size);
+// "model.safetensors" + "fp16" -> "model.fp16.safetensors"
+std::string add_variant(const std::string& name, const std::string& variant);
+// "float32"/"bfloat16"/... <-> scalar type; ValueError for unknown names.
+c10::ScalarType dtype_from_name(const std::string& name);
+std::string dtype_name(c10::ScalarType type);
+
+// Thread-local switch: while alive, post_init skips weight init (from_pretrained fills weights afterwards).
+class NoInitWeights {
+ public:
+  NoInitWeights();
+  ~NoInitWeights();
+  static bool active();
+
+ private:
+  bool previous_;
+};
+
+}  // namespace transformers

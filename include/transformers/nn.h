@@ -1,0 +1,84 @@
+// Module base and the shared layers every family builds on (src/layers).
+// Parameters are bound to members so tying, resizing and pruning can swap them and the forward pass follows.
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace transformers::nn {
+
+class Module : public torch::nn::Module {
+ public:
+  using torch::nn::Module::Module;
+
+  // Registers `value` as parameter `name` and keeps `*slot` pointing at whatever tensor is registered under it.
+  void bind_parameter(const std::string& name, at::Tensor* slot, const at::Tensor& value, bool requires_grad = true);
+  void bind_buffer(const std::string& name, at::Tensor* slot, const at::Tensor& value);
+  // Swaps in another tensor (another shape, or a tensor shared with another module: tying).
+  void replace_parameter(const std::string& name, const at::Tensor& value);
+  bool has_parameter(const std::string& name) const;
+  // Non-persistent buffers are left out of the state dict, as `register_buffer(..., persistent=False)`.
+  void set_non_persistent(const std::string& name) { non_persistent_.insert(name); }
+  bool is_persistent(const std::string& name) const { return !non_persistent_.count(name); }
+
+ private:
+  std::map<std::string, at::Tensor*> slots_;
+  std::set<std::string> non_persistent_;
+};
+
+// torch.nn.ModuleList: children named "0", "1", ... so keys read "layers.3.mlp.up_proj.weight".
+template <typename M>
+class ModuleList : public Module {
+ public:
+  void push_back(std::shared_ptr<M> module) {
+    items_.push_back(register_module(std::to_string(items_.size()), std::move(module)));
+  }
+  size_t size() const { return items_.size(); }
+  const std::shared_ptr<M>& operator[](size_t i) const { return items_[i]; }
+  auto begin() const { return items_.begin(); }
+  auto end() const { return items_.end(); }
+
+ private:
+  std::vector<std::shared_ptr<M>> items_;
+};
+
+// torch.nn.Linear: y = x W^T + b, W [out, in].
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  at::Tensor forward(const at::Tensor& x) const;
+  int64_t in_features, out_features;
+  at::Tensor weight, bias;  // bias undefined when absent
+};
+
+// torch.nn.Embedding with padding_idx (its row is zeroed at init and gets no gradient).
+class Embedding : public Module {
+ public:
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, std::optional<int64_t> padding_idx = std::nullopt);
+  at::Tensor forward(const at::Tensor& ids) const;
+  int64_t num_embeddings, embedding_dim;
+  std::optional<int64_t> padding_idx;
+  at::Tensor weight;
+};
+
+// torch.nn.LayerNorm (elementwise affine, optional bias).
+class LayerNorm : public Module {
+ public:
+  LayerNorm(int64_t dim, double eps = 1e-5, bool bias = true);
+  at::Tensor forward(const at::Tensor& x) const;
+  int64_t dim;
+  double eps;
+  at::Tensor weight, bias;
+};
+
+// ACT2FN: "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu"/"swish", "tanh", "sigmoid", "quick_gelu", ...
+// Throws ValueError listing the supported names.
+using Activation = at::Tensor (*)(const at::Tensor&);
+Activation get_activation(const std::string& name);
+
+}  // namespace transformers::nn

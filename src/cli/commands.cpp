@@ -1,0 +1,262 @@
+// tfcpp subcommands: generate, forward, info, bench.
+#include "cli/commands.h"
+
+#include "bench/bench.h"
+#include "transformers/auto.h"
+#include "transformers/case_runner.h"
+#include "transformers/errors.h"
+#include "transformers/generation.h"
+#include "transformers/runtime.h"
+#include "transformers/safetensors.h"
+#include "transformers/tokenizer.h"
+
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace tfcpp {
+
+using namespace transformers;
+
+namespace {
+
+struct LoadFlags {
+  std::string model, class_name, dtype, variant, attn_implementation;
+  int threads = 0;
+
+  void add(CLI::App* cmd, bool class_required = false) {
+    cmd->add_option("--model,-m", model, "Model folder (config.json + weights)")->required();
+    auto* c = cmd->add_option("--class", class_name, "Model class, e.g. LlamaForCausalLM (default: from config.json)");
+    if (class_required) c->required();
+    cmd->add_option("--dtype", dtype, "float32 | bfloat16 | float16 | auto (default float32, as transformers)");
+    cmd->add_option("--variant", variant, "Weights variant: model.<variant>.safetensors");
+    cmd->add_option("--attn-implementation", attn_implementation, "eager | sdpa");
+    cmd->add_option("--threads,-t", threads, "Threads (default: TFCPP_NUM_THREADS or physical cores)");
+  }
+
+  std::shared_ptr<PreTrainedModel> load(const std::string& default_task, double* seconds = nullptr) const {
+    auto start = Clock::now();
+    FromPretrainedOptions options;
+    options.dtype = dtype;
+    options.variant = variant;
+    options.attn_implementation = attn_implementation;
+    std::string cls = class_name;
+    if (cls.empty()) {
+      auto config = AutoConfig::from_pretrained(model);
+      if (config->architectures && !config->architectures->empty()) cls = config->architectures->front();
+      else cls = class_for_task(config->model_type(), default_task);
+    }
+    auto loaded = model_from_pretrained(model, cls, options);
+    if (seconds) *seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return loaded;
+  }
+};
+
+void setup_threads(int threads) {
+  RuntimeInfo info = init_runtime(threads);
+  if (!info.warning.empty()) std::fprintf(stderr, "warning: %s\n", info.warning.c_str());
+}
+
+int cmd_generate(const LoadFlags& flags, const std::string& prompt, const std::string& inputs, const std::string& name,
+                 bool as_json, const json& overrides) {
+  setup_threads(flags.threads);
+  double load_s = 0;
+  auto model = flags.load("causal-lm", &load_s);
+  if (!inputs.empty()) {
+    json case_inputs = read_case_inputs(inputs);
+    GenerateOutput out = run_generate_case(*model, case_inputs, name.empty() ? "greedy" : name);
+    std::cout << (as_json ? generate_output_to_json(out).dump() : tensor_to_json(out.sequences).dump()) << std::endl;
+    return 0;
+  }
+  Tokenizer tokenizer = Tokenizer::from_pretrained(flags.model);
+  std::vector<int64_t> ids = tokenizer.encode(prompt);
+  at::Tensor input_ids = at::tensor(ids, at::kLong).unsqueeze(0);
+  GenerationConfig config = model->generation_config;
+  config.from_dict(overrides, "command line", false);
+
+  TextStreamer streamer(tokenizer, true);
+  auto start = Clock::now();
+  std::optional<Clock::time_point> first_token;
+  int64_t new_tokens = 0;
+  bool prompt_seen = false;
+  auto on_tokens = [&](const at::Tensor& t) {
+    if (!prompt_seen) {
+      prompt_seen = true;
+      for (int64_t i = 0; i < t.size(-1); ++i) std::cout << streamer.put(t.view(-1)[i].item<int64_t>());
+    } else {
+      if (!first_token) first_token = Clock::now();
+      ++new_tokens;
+      std::cout << streamer.put(t.view(-1)[0].item<int64_t>());
+    }
+    std::cout.flush();
+  };
+  generate(*model, input_ids, config, ModelInputs{}, on_tokens);
+  std::cout << streamer.end() << std::endl;
+  auto end = Clock::now();
+  double prefill_s = first_token ? std::chrono::duration<double>(*first_token - start).count() : 0;
+  double decode_s = first_token ? std::chrono::duration<double>(end - *first_token).count() : 0;
+  std::fprintf(stderr, "load %.3f s | prefill %lld tokens, %.1f tok/s | decode %lld tokens, %.1f tok/s\n", load_s,
+               static_cast<long long>(ids.size()), prefill_s > 0 ? ids.size() / prefill_s : 0.0,
+               static_cast<long long>(new_tokens), decode_s > 0 && new_tokens > 1 ? (new_tokens - 1) / decode_s : 0.0);
+  return 0;
+}
+
+int cmd_forward(const LoadFlags& flags, const std::string& inputs, const std::string& out_path) {
+  setup_threads(flags.threads);
+  auto model = flags.load("base");
+  json case_inputs = read_case_inputs(inputs);
+  auto outputs = run_forward_case(*model, case_inputs);
+  safetensors::save_file(outputs, out_path);
+  for (const auto& [name, t] : outputs)
+    std::cout << name << " " << dtype_name(t.scalar_type()) << " " << t.sizes() << "\n";
+  return 0;
+}
+
+int cmd_info(const LoadFlags& flags, bool as_json) {
+  setup_threads(flags.threads);
+  auto model = flags.load("base");
+  std::map<std::string, int64_t> dtypes;
+  for (const auto& [k, t] : model->state_dict()) dtypes[dtype_name(t.scalar_type())] += t.numel();
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(flags.model))
+    if (entry.is_regular_file()) files.push_back(entry.path().filename().string());
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> tied;
+  std::map<const void*, std::vector<std::string>> groups;
+  for (const auto& [k, t] : model->state_dict()) groups[t.unsafeGetTensorImpl()].push_back(k);
+  for (const auto& [id, names] : groups)
+    if (names.size() > 1) {
+      std::string group;
+      for (const auto& n : names) group += (group.empty() ? "" : " = ") + n;
+      tied.push_back(group);
+    }
+  json info{{"class", model->class_name},
+            {"model_type", model->config->model_type()},
+            {"architectures", model->config->architectures.value_or(std::vector<std::string>{})},
+            {"num_parameters", model->num_parameters()},
+            {"memory_footprint_bytes", model->get_memory_footprint()},
+            {"dtype", dtype_name(model->dtype())},
+            {"parameter_dtypes", dtypes},
+            {"files", files},
+            {"tied_weights", tied},
+            {"attn_implementation", model->config->_attn_implementation()},
+            {"can_generate", model->can_generate()},
+            {"missing_keys", model->loading_info.missing_keys},
+            {"unexpected_keys", model->loading_info.unexpected_keys}};
+  if (as_json) {
+    std::cout << info.dump(2) << std::endl;
+    return 0;
+  }
+  std::cout << fmt::format("class            {}\nmodel_type       {}\nparameters       {} ({:.2f} M)\nmemory           {:.2f} MB\n"
+                           "dtype            {}\nattention        {}\ncan_generate     {}\n",
+                           model->class_name, model->config->model_type(), model->num_parameters(),
+                           model->num_parameters() / 1e6, model->get_memory_footprint() / 1e6,
+                           dtype_name(model->dtype()), model->config->_attn_implementation(), model->can_generate());
+  for (const auto& [d, n] : dtypes) std::cout << fmt::format("  {:<14} {} elements\n", d, n);
+  std::cout << "files            " << fmt::format("{}", fmt::join(files, ", ")) << "\n";
+  std::cout << "tied weights     " << (tied.empty() ? "none" : fmt::format("{}", fmt::join(tied, "; "))) << "\n";
+  if (!model->loading_info.missing_keys.empty())
+    std::cout << "missing keys     " << fmt::format("{}", fmt::join(model->loading_info.missing_keys, ", ")) << "\n";
+  if (!model->loading_info.unexpected_keys.empty())
+    std::cout << "unexpected keys  " << fmt::format("{}", fmt::join(model->loading_info.unexpected_keys, ", ")) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"tfcpp: Hugging Face transformers models in C++ (libtorch)"};
+  app.require_subcommand(1);
+
+  // generate
+  auto* gen = app.add_subcommand("generate", "Generate text from a prompt, or run a fixture's generate entry");
+  LoadFlags gen_flags;
+  gen_flags.add(gen);
+  std::string prompt, gen_inputs, gen_name;
+  bool gen_json = false;
+  std::optional<int64_t> max_new_tokens, top_k, num_beams, seed, num_return_sequences;
+  std::optional<double> temperature, top_p, repetition_penalty;
+  bool do_sample = false;
+  gen->add_option("--prompt,-p", prompt, "Prompt text");
+  gen->add_option("--inputs", gen_inputs, "Fixture inputs.json (runs the generate entry --name)");
+  gen->add_option("--name", gen_name, "Generate entry of --inputs (default greedy)");
+  gen->add_flag("--json", gen_json, "With --inputs: print {\"sequences\": ...} as JSON");
+  gen->add_option("--max-new-tokens,-n", max_new_tokens, "Tokens to generate");
+  gen->add_flag("--do-sample", do_sample, "Sample instead of greedy decoding");
+  gen->add_option("--temperature", temperature, "Sampling temperature (implies --do-sample)");
+  gen->add_option("--top-k", top_k, "Top-k filtering (implies --do-sample)");
+  gen->add_option("--top-p", top_p, "Nucleus filtering (implies --do-sample)");
+  gen->add_option("--seed", seed, "Sampling seed");
+  gen->add_option("--num-beams", num_beams, "Beam search width");
+  gen->add_option("--repetition-penalty", repetition_penalty, "Repetition penalty");
+  gen->add_option("--num-return-sequences", num_return_sequences, "Sequences per prompt");
+
+  // forward
+  auto* fwd = app.add_subcommand("forward", "Run a fixture's forward entry and write every output tensor");
+  LoadFlags fwd_flags;
+  fwd_flags.add(fwd);
+  std::string fwd_inputs, fwd_out;
+  fwd->add_option("--inputs", fwd_inputs, "Fixture inputs.json")->required()->check(CLI::ExistingFile);
+  fwd->add_option("--out,-o", fwd_out, "Output .safetensors")->required();
+
+  // info
+  auto* info = app.add_subcommand("info", "Architecture, parameter count, dtypes, files, tied weights");
+  LoadFlags info_flags;
+  info_flags.add(info);
+  bool info_json = false;
+  info->add_flag("--json", info_json, "Print as JSON");
+
+  // bench
+  auto* bench = app.add_subcommand("bench", "Load time, prompt processing and generation speed vs machine limits");
+  LoadFlags bench_flags;
+  bench_flags.add(bench);
+  BenchOptions bench_options;
+  bench->add_option("--pp", bench_options.prompt_tokens, "Prompt tokens (default 128)");
+  bench->add_option("--tg", bench_options.gen_tokens, "Generated tokens (default 64)");
+  bench->add_option("--reps,-r", bench_options.repetitions, "Repetitions (default 3)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  if (gen->parsed()) {
+    if (prompt.empty() == gen_inputs.empty()) {
+      std::fprintf(stderr, "error: generate needs exactly one of --prompt or --inputs\n%s", gen->help().c_str());
+      return 2;
+    }
+    json overrides = json::object();
+    if (max_new_tokens) overrides["max_new_tokens"] = *max_new_tokens;
+    if (temperature || top_k || top_p || do_sample) overrides["do_sample"] = true;
+    if (temperature) overrides["temperature"] = *temperature;
+    if (top_k) overrides["top_k"] = *top_k;
+    if (top_p) overrides["top_p"] = *top_p;
+    if (seed) overrides["seed"] = *seed;
+    if (num_beams) overrides["num_beams"] = *num_beams;
+    if (repetition_penalty) overrides["repetition_penalty"] = *repetition_penalty;
+    if (num_return_sequences) overrides["num_return_sequences"] = *num_return_sequences;
+    return cmd_generate(gen_flags, prompt, gen_inputs, gen_name, gen_json, overrides);
+  }
+  if (fwd->parsed()) return cmd_forward(fwd_flags, fwd_inputs, fwd_out);
+  if (info->parsed()) return cmd_info(info_flags, info_json);
+  if (bench->parsed()) {
+    setup_threads(bench_flags.threads);
+    bench_options.model = bench_flags.model;
+    bench_options.dtype = bench_flags.dtype;
+    bench_options.class_name = bench_flags.class_name;
+    return run_bench(bench_options);
+  }
+  return 2;
+}
+
+}  // namespace tfcpp

@@ -1,0 +1,62 @@
+// transformers/cache_utils.py DynamicCache, with amortised growth instead of torch.cat per step.
+#include "transformers/cache_utils.h"
+
+#include "transformers/errors.h"
+
+#include <ATen/ATen.h>
+
+namespace transformers {
+
+std::shared_ptr<DynamicCache> DynamicCache::from_legacy_cache(
+    const std::vector<std::pair<at::Tensor, at::Tensor>>& past) {
+  auto cache = std::make_shared<DynamicCache>();
+  for (size_t i = 0; i < past.size(); ++i) cache->update(past[i].first, past[i].second, static_cast<int64_t>(i));
+  return cache;
+}
+
+std::pair<at::Tensor, at::Tensor> DynamicCache::update(const at::Tensor& key_states, const at::Tensor& value_states,
+                                                       int64_t layer_idx) {
+  if (layer_idx > static_cast<int64_t>(layers_.size()))
+    throw ValueError("DynamicCache: layer " + std::to_string(layer_idx) + " updated before layer " +
+                     std::to_string(layers_.size()));
+  if (layer_idx == static_cast<int64_t>(layers_.size())) layers_.emplace_back();
+  Layer& layer = layers_[layer_idx];
+  int64_t incoming = key_states.size(2);
+  int64_t needed = layer.length + incoming;
+  if (!layer.keys.defined() || needed > layer.keys.size(2)) {
+    int64_t capacity = std::max({needed, reserve_, layer.keys.defined() ? 2 * layer.keys.size(2) : int64_t{0}});
+    auto grow = [&](const at::Tensor& old, const at::Tensor& like) {
+      at::Tensor buffer = at::empty({like.size(0), like.size(1), capacity, like.size(3)}, like.options());
+      if (old.defined() && layer.length > 0) buffer.narrow(2, 0, layer.length).copy_(old.narrow(2, 0, layer.length));
+      return buffer;
+    };
+    layer.keys = grow(layer.keys, key_states);
+    layer.values = grow(layer.values, value_states);
+  }
+  layer.keys.narrow(2, layer.length, incoming).copy_(key_states);
+  layer.values.narrow(2, layer.length, incoming).copy_(value_states);
+  layer.length = needed;
+  return {layer.keys.narrow(2, 0, needed), layer.values.narrow(2, 0, needed)};
+}
+
+int64_t DynamicCache::get_seq_length(int64_t layer_idx) const {
+  if (layer_idx >= static_cast<int64_t>(layers_.size())) return 0;
+  return layers_[layer_idx].length;
+}
+
+void DynamicCache::reorder_cache(const at::Tensor& beam_idx) {
+  for (auto& layer : layers_) {
+    if (!layer.keys.defined()) continue;
+    layer.keys = layer.keys.index_select(0, beam_idx);
+    layer.values = layer.values.index_select(0, beam_idx);
+  }
+}
+
+std::vector<std::pair<at::Tensor, at::Tensor>> DynamicCache::to_legacy_cache() const {
+  std::vector<std::pair<at::Tensor, at::Tensor>> out;
+  for (const auto& layer : layers_)
+    out.emplace_back(layer.keys.narrow(2, 0, layer.length), layer.values.narrow(2, 0, layer.length));
+  return out;
+}
+
+}  // namespace transformers

@@ -1,0 +1,109 @@
+#include "transformers/nn.h"
+
+#include "transformers/errors.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+namespace transformers::nn {
+
+void Module::bind_parameter(const std::string& name, at::Tensor* slot, const at::Tensor& value, bool requires_grad) {
+  *slot = register_parameter(name, value, requires_grad);
+  slots_[name] = slot;
+}
+
+void Module::bind_buffer(const std::string& name, at::Tensor* slot, const at::Tensor& value) {
+  *slot = register_buffer(name, value);
+  slots_[name] = slot;
+}
+
+void Module::replace_parameter(const std::string& name, const at::Tensor& value) {
+  at::Tensor* entry = parameters_.find(name);
+  if (!entry) throw ValueError("module has no parameter '" + name + "'");
+  *entry = value;
+  auto slot = slots_.find(name);
+  if (slot != slots_.end()) *slot->second = value;
+}
+
+bool Module::has_parameter(const std::string& name) const { return parameters_.contains(name); }
+
+Linear::Linear(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
+  bind_parameter("weight", &weight, at::empty({out, in}));
+  if (with_bias) bind_parameter("bias", &bias, at::empty({out}));
+}
+
+at::Tensor Linear::forward(const at::Tensor& x) const {
+  // One row in fp32: sgemv streams the weight at memory bandwidth, sgemm with M=1 does not (LIBTORCH.md §3.5).
+  if (x.numel() == in_features && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+      !at::GradMode::is_enabled()) {
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = out_features;
+    at::Tensor y = bias.defined() ? at::addmv(bias, weight, x.reshape({in_features})) : at::mv(weight, x.reshape({in_features}));
+    return y.view(shape);
+  }
+  return at::linear(x, weight, bias);
+}
+
+Embedding::Embedding(int64_t num, int64_t dim, std::optional<int64_t> pad)
+    : num_embeddings(num), embedding_dim(dim), padding_idx(pad) {
+  if (padding_idx && *padding_idx < 0) padding_idx = *padding_idx + num;
+  bind_parameter("weight", &weight, at::empty({num, dim}));
+}
+
+at::Tensor Embedding::forward(const at::Tensor& ids) const {
+  return at::embedding(weight, ids, padding_idx.value_or(-1));
+}
+
+LayerNorm::LayerNorm(int64_t d, double e, bool with_bias) : dim(d), eps(e) {
+  bind_parameter("weight", &weight, at::ones({d}));
+  if (with_bias) bind_parameter("bias", &bias, at::zeros({d}));
+}
+
+at::Tensor LayerNorm::forward(const at::Tensor& x) const { return at::layer_norm(x, {dim}, weight, bias, eps); }
+
+namespace {
+
+at::Tensor gelu(const at::Tensor& x) { return at::gelu(x); }
+at::Tensor gelu_tanh(const at::Tensor& x) { return at::gelu(x, "tanh"); }
+at::Tensor gelu_new(const at::Tensor& x) {
+  // NewGELUActivation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  return 0.5 * x * (1.0 + at::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * at::pow(x, 3.0))));
+}
+at::Tensor quick_gelu(const at::Tensor& x) { return x * at::sigmoid(1.702 * x); }
+at::Tensor relu(const at::Tensor& x) { return at::relu(x); }
+at::Tensor silu(const at::Tensor& x) { return at::silu(x); }
+at::Tensor tanh_act(const at::Tensor& x) { return at::tanh(x); }
+at::Tensor sigmoid(const at::Tensor& x) { return at::sigmoid(x); }
+at::Tensor linear_act(const at::Tensor& x) { return x; }
+at::Tensor mish(const at::Tensor& x) { return at::mish(x); }
+at::Tensor relu6(const at::Tensor& x) { return at::hardtanh(x, 0.0, 6.0); }
+at::Tensor gelu_10(const at::Tensor& x) { return at::clamp(at::gelu(x), -10.0, 10.0); }
+at::Tensor gelu_fast(const at::Tensor& x) {
+  return 0.5 * x * (1.0 + at::tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)));
+}
+
+const std::map<std::string, Activation>& activations() {
+  // transformers/activations.py ACT2CLS
+  static const std::map<std::string, Activation> table{
+      {"gelu", gelu},           {"gelu_10", gelu_10},         {"gelu_fast", gelu_fast},
+      {"gelu_new", gelu_new},   {"gelu_python", gelu},        {"gelu_pytorch_tanh", gelu_tanh},
+      {"gelu_accurate", gelu_new}, {"linear", linear_act},    {"mish", mish},
+      {"quick_gelu", quick_gelu}, {"relu", relu},             {"relu6", relu6},
+      {"sigmoid", sigmoid},     {"silu", silu},               {"swish", silu},
+      {"tanh", tanh_act}};
+  return table;
+}
+
+}  // namespace
+
+Activation get_activation(const std::string& name) {
+  const auto& table = activations();
+  auto it = table.find(name);
+  if (it != table.end()) return it->second;
+  std::string known;
+  for (const auto& [n, f] : table) known += (known.empty() ? "" : ", ") + n;
+  throw ValueError("activation function '" + name + "' not found in ACT2FN; supported: " + known);
+}
+
+}  // namespace transformers::nn

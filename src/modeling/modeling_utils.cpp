@@ -1,0 +1,585 @@
+// Port of transformers/modeling_utils.py (4.40): PreTrainedModel loading/saving semantics.
+#include "transformers/modeling_utils.h"
+
+#include "transformers/errors.h"
+#include "transformers/safetensors.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <regex>
+#include <set>
+#include <unordered_map>
+
+namespace fs = std::filesystem;
+
+namespace transformers {
+
+namespace {
+thread_local bool no_init_weights = false;
+
+std::string shape_str(at::IntArrayRef sizes) { return fmt::format("[{}]", fmt::join(sizes, ", ")); }
+
+const void* storage_id(const at::Tensor& t) { return t.storage().data(); }
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// ("", root) then every submodule by dotted name. named_modules(include_self=true) needs the root in a shared_ptr,
+// which it is not yet while a family constructor runs post_init.
+std::vector<std::pair<std::string, torch::nn::Module*>> all_modules(const torch::nn::Module& root) {
+  std::vector<std::pair<std::string, torch::nn::Module*>> out{{"", const_cast<torch::nn::Module*>(&root)}};
+  for (const auto& item : root.named_modules("", false)) out.emplace_back(item.key(), item.value().get());
+  return out;
+}
+}  // namespace
+
+NoInitWeights::NoInitWeights() : previous_(no_init_weights) { no_init_weights = true; }
+NoInitWeights::~NoInitWeights() { no_init_weights = previous_; }
+bool NoInitWeights::active() { return no_init_weights; }
+
+std::vector<std::pair<std::string, at::Tensor>> ModelOutput::named_tensors() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  auto add = [&](const std::string& name, const at::Tensor& t) {
+    if (t.defined()) out.emplace_back(name, t);
+  };
+  add("loss", loss);
+  add("logits", logits);
+  add("last_hidden_state", last_hidden_state);
+  add("pooler_output", pooler_output);
+  if (past_key_values) {
+    auto legacy = past_key_values->to_legacy_cache();
+    for (size_t i = 0; i < legacy.size(); ++i) {
+      add(fmt::format("past_key_values.{}.0", i), legacy[i].first);
+      add(fmt::format("past_key_values.{}.1", i), legacy[i].second);
+    }
+  }
+  for (size_t i = 0; i < hidden_states.size(); ++i) add(fmt::format("hidden_states.{}", i), hidden_states[i]);
+  for (size_t i = 0; i < attentions.size(); ++i) add(fmt::format("attentions.{}", i), attentions[i]);
+  for (const auto& [name, t] : extra) add(name, t);
+  return out;
+}
+
+PreTrainedModel::PreTrainedModel(std::shared_ptr<PretrainedConfig> cfg, std::string name)
+    : config(std::move(cfg)), class_name(std::move(name)) {
+  if (!config) throw ValueError(class_name + ": config must not be null");
+  name_or_path = config->name_or_path;
+}
+
+PreTrainedModel::~PreTrainedModel() = default;
+
+std::shared_ptr<torch::nn::Module> PreTrainedModel::submodule(const std::string& name) const {
+  for (const auto& child : named_children())
+    if (child.key() == name) return child.value();
+  return nullptr;
+}
+
+PreTrainedModel* PreTrainedModel::base_model() {
+  if (base_model_prefix.empty()) return this;
+  auto child = submodule(base_model_prefix);
+  auto* base = dynamic_cast<PreTrainedModel*>(child.get());
+  return base ? base : this;
+}
+
+std::shared_ptr<nn::Embedding> PreTrainedModel::get_input_embeddings() {
+  PreTrainedModel* base = base_model();
+  if (base != this) return base->get_input_embeddings();
+  throw ValueError(class_name + " does not implement get_input_embeddings");
+}
+
+void PreTrainedModel::set_input_embeddings(std::shared_ptr<nn::Embedding> value) {
+  PreTrainedModel* base = base_model();
+  if (base != this) return base->set_input_embeddings(std::move(value));
+  throw ValueError(class_name + " does not implement set_input_embeddings");
+}
+
+void PreTrainedModel::set_output_embeddings(std::shared_ptr<nn::Linear>) {
+  throw ValueError(class_name + " has no output embeddings");
+}
+
+void PreTrainedModel::tie_weights() {
+  if (!config->tie_word_embeddings) return;
+  auto output = get_output_embeddings();
+  if (!output) return;
+  auto input = get_input_embeddings();
+  output->replace_parameter("weight", input->weight);
+  // _tie_or_clone_weights: a bias follows the new vocabulary size.
+  if (output->bias.defined() && output->bias.size(0) != output->weight.size(0)) {
+    at::Tensor bias = at::zeros({output->weight.size(0)}, output->bias.options());
+    bias.narrow(0, 0, std::min(bias.size(0), output->bias.size(0)))
+        .copy_(output->bias.narrow(0, 0, std::min(bias.size(0), output->bias.size(0))));
+    output->replace_parameter("bias", bias);
+  }
+  output->out_features = input->num_embeddings;
+}
+
+void PreTrainedModel::init_weights() {
+  at::NoGradGuard no_grad;
+  for (const auto& [name, module] : all_modules(*this)) _init_weights(*module);
+  tie_weights();
+}
+
+void PreTrainedModel::post_init() {
+  if (!NoInitWeights::active()) init_weights();
+  else tie_weights();
+  if (name_or_path.empty()) name_or_path = config->name_or_path;
+  generation_config = GenerationConfig::from_model_config(*config);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> PreTrainedModel::state_dict() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  auto* self = const_cast<PreTrainedModel*>(this);
+  for (const auto& [name, module] : all_modules(*self)) {
+    const std::string prefix = name.empty() ? "" : name + ".";
+    auto* ours = dynamic_cast<nn::Module*>(module);
+    for (const auto& p : module->named_parameters(false)) out.emplace_back(prefix + p.key(), p.value());
+    for (const auto& b : module->named_buffers(false))
+      if (!ours || ours->is_persistent(b.key())) out.emplace_back(prefix + b.key(), b.value());
+  }
+  return out;
+}
+
+c10::ScalarType PreTrainedModel::dtype() const {
+  for (const auto& p : parameters())
+    if (at::isFloatingType(p.scalar_type())) return p.scalar_type();
+  return at::kFloat;
+}
+
+int64_t PreTrainedModel::num_parameters(bool only_trainable, bool exclude_embeddings) const {
+  std::set<const void*> seen_embeddings;
+  auto* self = const_cast<PreTrainedModel*>(this);
+  if (exclude_embeddings)
+    for (const auto& [name, module] : all_modules(*self))
+      if (auto* e = dynamic_cast<nn::Embedding*>(module)) seen_embeddings.insert(e->weight.unsafeGetTensorImpl());
+  std::set<const void*> counted;
+  int64_t total = 0;
+  for (const auto& p : parameters()) {
+    const void* id = p.unsafeGetTensorImpl();
+    if (!counted.insert(id).second) continue;  // tied: count once, as Python's parameters() dedupes
+    if (only_trainable && !p.requires_grad()) continue;
+    if (seen_embeddings.count(id)) continue;
+    total += p.numel();
+  }
+  return total;
+}
+
+int64_t PreTrainedModel::get_memory_footprint() const {
+  std::set<const void*> seen;
+  int64_t bytes = 0;
+  for (const auto& [name, t] : state_dict())
+    if (seen.insert(t.unsafeGetTensorImpl()).second) bytes += t.numel() * static_cast<int64_t>(t.element_size());
+  return bytes;
+}
+
+ModelInputs PreTrainedModel::prepare_inputs_for_generation(const at::Tensor& input_ids, const ModelInputs& kwargs) {
+  throw GenerationError(class_name + " cannot generate");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading
+
+LoadingInfo PreTrainedModel::load_state_dict(const std::vector<std::pair<std::string, at::Tensor>>& input,
+                                             const std::string& source, bool ignore_mismatched_sizes,
+                                             bool init_missing) {
+  at::NoGradGuard no_grad;
+  // Legacy names (gamma/beta, ...) are data: the family's rename table.
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  tensors.reserve(input.size());
+  for (const auto& [key, t] : input) {
+    std::string fixed = key;
+    for (const auto& [from, to] : checkpoint_key_renames) {
+      auto pos = fixed.find(from);
+      if (pos != std::string::npos) {
+        fixed.replace(pos, from.size(), to);
+        break;
+      }
+    }
+    tensors.emplace_back(fixed, t);
+  }
+
+  auto model_state = state_dict();
+  std::unordered_map<std::string, at::Tensor> model_tensors(model_state.begin(), model_state.end());
+  std::set<std::string> expected;
+  for (const auto& [k, t] : model_state) expected.insert(k);
+  std::set<std::string> loaded;
+  for (const auto& [k, t] : tensors) loaded.insert(k);
+
+  const std::string prefix = base_model_prefix;
+  const std::string dotted = prefix + ".";
+  bool has_prefix_module = false, expects_prefix_module = false;
+  if (!prefix.empty()) {
+    has_prefix_module = std::any_of(loaded.begin(), loaded.end(), [&](const std::string& s) { return starts_with(s, prefix); });
+    expects_prefix_module = std::any_of(expected.begin(), expected.end(), [&](const std::string& s) { return starts_with(s, prefix); });
+  }
+  const bool remove_prefix_from_model = !has_prefix_module && expects_prefix_module;
+  const bool add_prefix_to_model = has_prefix_module && !expects_prefix_module;
+
+  // Model key names in checkpoint naming, and back.
+  auto to_ckpt = [&](const std::string& model_key) {
+    if (remove_prefix_from_model) return starts_with(model_key, dotted) ? model_key.substr(dotted.size()) : model_key;
+    if (add_prefix_to_model) return dotted + model_key;
+    return model_key;
+  };
+  std::unordered_map<std::string, std::string> ckpt_to_model;
+  for (const auto& k : expected) ckpt_to_model[to_ckpt(k)] = k;
+
+  LoadingInfo info;
+  std::set<std::string> expected_ckpt;
+  for (const auto& k : expected) expected_ckpt.insert(to_ckpt(k));
+  for (const auto& k : expected_ckpt)
+    if (!loaded.count(k)) info.missing_keys.push_back(k);
+  std::set<std::string> buffers;
+  for (const auto& b : named_buffers(true)) buffers.insert(to_ckpt(b.key()));
+  for (const auto& k : loaded)
+    if (!expected_ckpt.count(k) && !buffers.count(k)) info.unexpected_keys.push_back(k);
+
+  // Tied groups: a key missing because its twin was loaded is not missing.
+  std::map<const void*, std::vector<std::string>> groups;
+  for (const auto& [k, t] : model_state) groups[t.unsafeGetTensorImpl()].push_back(to_ckpt(k));
+  for (const auto& [id, names] : groups) {
+    if (names.size() < 2) continue;
+    size_t missing_in_group = std::count_if(names.begin(), names.end(), [&](const std::string& n) {
+      return std::find(info.missing_keys.begin(), info.missing_keys.end(), n) != info.missing_keys.end();
+    });
+    if (missing_in_group > 0 && missing_in_group < names.size())
+      info.missing_keys.erase(std::remove_if(info.missing_keys.begin(), info.missing_keys.end(),
+                                             [&](const std::string& k) { return std::find(names.begin(), names.end(), k) != names.end(); }),
+                              info.missing_keys.end());
+  }
+  auto drop_matching = [](std::vector<std::string>& keys, const std::vector<std::string>& patterns) {
+    for (const auto& pattern : patterns) {
+      std::regex re(pattern);
+      keys.erase(std::remove_if(keys.begin(), keys.end(), [&](const std::string& k) { return std::regex_search(k, re); }), keys.end());
+    }
+  };
+  drop_matching(info.missing_keys, _keys_to_ignore_on_load_missing);
+  drop_matching(info.unexpected_keys, _keys_to_ignore_on_load_unexpected);
+
+  // Shapes.
+  std::vector<std::pair<at::Tensor, at::Tensor>> assignments;  // (model tensor, checkpoint tensor)
+  std::set<std::string> assigned_model_keys;
+  for (const auto& [key, t] : tensors) {
+    auto it = ckpt_to_model.find(key);
+    if (it == ckpt_to_model.end()) continue;
+    at::Tensor& target = model_tensors[it->second];
+    if (target.sizes() != t.sizes()) {
+      std::string what = fmt::format("{}: checkpoint {} vs model {}", key, shape_str(t.sizes()), shape_str(target.sizes()));
+      if (!ignore_mismatched_sizes)
+        throw CheckpointError(fmt::format(
+            "{}: size mismatch for {}: copying a param with shape {} from checkpoint, the shape in current model "
+            "({}) is {}. Pass ignore_mismatched_sizes to load the rest and re-initialise this one.",
+            source, key, shape_str(t.sizes()), class_name, shape_str(target.sizes())));
+      info.mismatched_keys.push_back(what);
+      continue;
+    }
+    assignments.emplace_back(target, t);
+    assigned_model_keys.insert(it->second);
+  }
+
+  // Init modules whose weights the checkpoint does not fully provide (set_initialized_submodules + _init_weights),
+  // before assigning, so an init of a tied module never overwrites loaded values.
+  if (init_missing) {
+    std::shared_ptr<nn::Linear> output;
+    if (config->tie_word_embeddings) output = get_output_embeddings();
+    for (const auto& [name, module_ptr] : all_modules(*this)) {
+      torch::nn::Module& module = *module_ptr;
+      if (output && &module == output.get() && !output->bias.defined()) continue;
+      const std::string p = name.empty() ? "" : name + ".";
+      bool complete = true;
+      for (const auto& [k, t] : model_state)
+        if (starts_with(k, p) && !assigned_model_keys.count(k)) {
+          // only keys that belong to this module's subtree
+          complete = false;
+          break;
+        }
+      if (!complete) _init_weights(module);
+    }
+  }
+  for (auto& [target, t] : assignments) {
+    if (t.scalar_type() == target.scalar_type() && t.device() == target.device()) target.set_data(t);
+    else target.set_data(t.to(target.device(), target.scalar_type()));
+  }
+  tie_weights();
+  return info;
+}
+
+namespace {
+
+struct WeightFiles {
+  std::vector<std::string> files;  // absolute paths, in load order
+  std::string description;         // for errors
+};
+
+WeightFiles find_weight_files(const std::string& dir, const std::string& variant) {
+  const std::string single = add_variant("model.safetensors", variant);
+  const std::string index = add_variant("model.safetensors.index.json", variant);
+  fs::path base(dir);
+  if (fs::exists(base / single)) return {{(base / single).string()}, (base / single).string()};
+  if (fs::exists(base / index)) {
+    std::string index_path = (base / index).string();
+    json j = read_json_file(index_path, "checkpoint index");
+    if (!j.contains("weight_map") || !j["weight_map"].is_object())
+      throw CheckpointError(index_path + ": missing 'weight_map' object");
+    std::set<std::string> shards;
+    for (auto& [key, file] : j["weight_map"].items()) {
+      if (!file.is_string()) throw CheckpointError(index_path + ": weight_map entry '" + key + "' is not a file name");
+      shards.insert(file.get<std::string>());
+    }
+    WeightFiles out{{}, index_path};
+    for (const auto& s : shards) {
+      fs::path shard = base / s;
+      if (!fs::exists(shard))
+        throw CheckpointError(index_path + ": shard '" + s + "' listed in weight_map does not exist in " + dir);
+      out.files.push_back(shard.string());
+    }
+    return out;
+  }
+  std::string bin = add_variant("pytorch_model.bin", variant);
+  if (fs::exists(base / bin))
+    throw CheckpointError((base / bin).string() +
+                          ": PyTorch pickle checkpoints are not supported yet; convert to safetensors "
+                          "(transformers: model.save_pretrained(dir, safe_serialization=True))");
+  throw CheckpointError("no weights file found in " + dir + ": expected " + single + " or " + index +
+                        (variant.empty() ? "" : " (variant '" + variant + "')"));
+}
+
+}  // namespace
+
+LoadingInfo PreTrainedModel::load_pretrained_weights(const std::string& dir, const FromPretrainedOptions& options) {
+  WeightFiles weights = find_weight_files(dir, options.variant);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  std::vector<std::shared_ptr<safetensors::SafeOpen>> files;
+  for (const auto& path : weights.files) {
+    auto file = std::make_shared<safetensors::SafeOpen>(path);
+    for (const auto& name : file->keys()) tensors.emplace_back(name, file->get_tensor(name));
+    files.push_back(file);
+  }
+  loading_info = load_state_dict(tensors, weights.description, options.ignore_mismatched_sizes);
+  return loading_info;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Saving
+
+void PreTrainedModel::save_pretrained(const std::string& dir, const SavePretrainedOptions& options) {
+  if (fs::exists(dir) && !fs::is_directory(dir)) throw CheckpointError(dir + " exists and is not a directory");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw CheckpointError("cannot create directory " + dir + ": " + ec.message());
+
+  auto state = state_dict();
+  // Tensors sharing storage: drop the names matching _tied_weights_keys, keep one.
+  std::map<const void*, std::vector<std::string>> shared;
+  for (const auto& [k, t] : state) shared[storage_id(t)].push_back(k);
+  std::set<std::string> to_delete;
+  for (auto& [id, names] : shared) {
+    if (names.size() < 2) continue;
+    std::sort(names.begin(), names.end());
+    size_t found = 0;
+    for (const auto& name : names) {
+      bool tied = std::any_of(_tied_weights_keys.begin(), _tied_weights_keys.end(),
+                              [&](const std::string& pat) { return std::regex_search(name, std::regex(pat)); });
+      if (tied && ++found < names.size()) to_delete.insert(name);
+    }
+    if (names.size() - std::count_if(names.begin(), names.end(), [&](const std::string& n) { return to_delete.count(n) > 0; }) > 1)
+      throw CheckpointError(fmt::format("save_pretrained({}): tensors {} share memory but are not declared in "
+                                        "_tied_weights_keys of {}",
+                                        dir, fmt::join(names, ", "), class_name));
+  }
+  std::vector<std::pair<std::string, at::Tensor>> to_save;
+  std::optional<c10::ScalarType> cast;
+  if (!options.dtype.empty()) cast = dtype_from_name(options.dtype);
+  for (auto& [k, t] : state) {
+    if (to_delete.count(k)) continue;
+    at::Tensor value = t.detach();
+    if (cast && at::isFloatingType(value.scalar_type())) value = value.to(*cast);
+    to_save.emplace_back(k, value);
+  }
+
+  // shard_checkpoint
+  const std::string weights_name = add_variant("model.safetensors", options.variant);
+  const int64_t max_shard = convert_file_size_to_int(options.max_shard_size);
+  std::vector<std::vector<std::pair<std::string, at::Tensor>>> blocks(1);
+  int64_t last_block_size = 0, total_size = 0;
+  for (auto& item : to_save) {
+    int64_t size = item.second.numel() * static_cast<int64_t>(item.second.element_size());
+    if (last_block_size + size > max_shard && !blocks.back().empty()) {
+      blocks.emplace_back();
+      last_block_size = 0;
+    }
+    blocks.back().push_back(item);
+    last_block_size += size;
+    total_size += size;
+  }
+  std::vector<std::string> shard_names;
+  if (blocks.size() == 1) {
+    shard_names.push_back(weights_name);
+  } else {
+    const std::string stem = weights_name.substr(0, weights_name.size() - std::string(".safetensors").size());
+    for (size_t i = 0; i < blocks.size(); ++i)
+      shard_names.push_back(fmt::format("{}-{:05d}-of-{:05d}.safetensors", stem, i + 1, blocks.size()));
+  }
+
+  // Remove stale shards of an earlier save with the same name stem.
+  const std::string stem_no_suffix = weights_name.substr(0, weights_name.size() - std::string(".safetensors").size());
+  const std::regex shard_re(R"((.*?)-\d{5}-of-\d{5})");
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::string filename = entry.path().filename().string();
+    std::string no_suffix = filename;
+    auto pos = no_suffix.rfind(".safetensors");
+    if (pos != std::string::npos) no_suffix = no_suffix.substr(0, pos);
+    if (starts_with(filename, stem_no_suffix) && entry.is_regular_file() &&
+        std::find(shard_names.begin(), shard_names.end(), filename) == shard_names.end() &&
+        std::regex_match(no_suffix, shard_re))
+      fs::remove(entry.path());
+  }
+
+  for (size_t i = 0; i < blocks.size(); ++i)
+    safetensors::save_file(blocks[i], (fs::path(dir) / shard_names[i]).string());
+  const std::string index_name = add_variant("model.safetensors.index.json", options.variant);
+  if (blocks.size() > 1) {
+    json index;
+    index["metadata"] = {{"total_size", total_size}};
+    json weight_map = json::object();
+    for (size_t i = 0; i < blocks.size(); ++i)
+      for (const auto& [k, t] : blocks[i]) weight_map[k] = shard_names[i];
+    index["weight_map"] = weight_map;
+    write_json_file(index, (fs::path(dir) / index_name).string());
+  } else if (fs::exists(fs::path(dir) / index_name)) {
+    fs::remove(fs::path(dir) / index_name);
+  }
+
+  if (options.save_config) {
+    config->architectures = std::vector<std::string>{class_name};
+    c10::ScalarType saved = cast.value_or(dtype());
+    config->torch_dtype = dtype_name(saved);
+    config->save_pretrained(dir);
+    if (can_generate()) generation_config.save_pretrained(dir);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace {
+
+// Sets the default dtype while a model is built, so parameters are allocated in the target dtype.
+class DefaultDtypeGuard {
+ public:
+  explicit DefaultDtypeGuard(c10::ScalarType type) : previous_(c10::get_default_dtype()) {
+    c10::set_default_dtype(c10::scalarTypeToTypeMeta(type));
+  }
+  ~DefaultDtypeGuard() { c10::set_default_dtype(previous_); }
+
+ private:
+  caffe2::TypeMeta previous_;
+};
+
+c10::ScalarType resolve_dtype(const std::string& requested, const PretrainedConfig& config, const std::string& dir,
+                              const std::string& variant) {
+  std::string name = requested;
+  if (name == "auto") {
+    if (config.torch_dtype) {
+      name = *config.torch_dtype;
+    } else {
+      WeightFiles files = find_weight_files(dir, variant);
+      safetensors::SafeOpen first(files.files.front());
+      name = "float32";
+      for (const auto& info : first.tensors()) {
+        c10::ScalarType t = safetensors::dtype_from_string(info.dtype);
+        if (at::isFloatingType(t)) {
+          name = dtype_name(t);
+          break;
+        }
+      }
+    }
+  }
+  if (name.empty()) return at::kFloat;
+  c10::ScalarType type = dtype_from_name(name);
+  // No CPU half kernels in libtorch 1.13: compute in float32 (LIBTORCH.md §0.5).
+  if (type == at::kHalf) return at::kFloat;
+  return type;
+}
+
+}  // namespace
+
+std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path, const std::string& class_name,
+                                                      const ModelFactory& factory,
+                                                      std::shared_ptr<PretrainedConfig> config,
+                                                      const FromPretrainedOptions& options) {
+  if (!fs::is_directory(path))
+    throw ConfigError("model path " + path + " is not a directory (expected config.json and weights)");
+  json dict = read_json_file((fs::path(path) / "config.json").string());
+  if (dict.is_object())
+    for (auto& [k, v] : options.config_overrides.items()) dict[k] = v;
+  config->from_dict(dict, (fs::path(path) / "config.json").string());
+  config->name_or_path = path;
+  if (!options.attn_implementation.empty()) config->attn_implementation_internal = options.attn_implementation;
+  c10::ScalarType dtype = resolve_dtype(options.dtype, *config, path, options.variant);
+
+  std::shared_ptr<PreTrainedModel> model;
+  {
+    NoInitWeights no_init;
+    DefaultDtypeGuard guard(dtype);
+    model = factory(config);
+  }
+  model->name_or_path = path;
+  model->load_pretrained_weights(path, options);
+  model->eval();
+  if (model->can_generate() && fs::exists(fs::path(path) / "generation_config.json"))
+    model->generation_config = GenerationConfig::from_pretrained(path);
+  return model;
+}
+
+int64_t convert_file_size_to_int(const std::string& size) {
+  static const std::regex re(R"(^\s*(\d+(?:\.\d+)?)\s*([KMGT]I?B|[KMGT]?B)?\s*$)", std::regex::icase);
+  std::smatch m;
+  if (!std::regex_match(size, m, re))
+    throw ValueError("max_shard_size '" + size + "' is not an integer or a size like '5GB' or '200MB'");
+  double value = std::stod(m[1].str());
+  std::string unit = m[2].str();
+  std::transform(unit.begin(), unit.end(), unit.begin(), ::toupper);
+  static const std::map<std::string, double> units{
+      {"", 1},      {"B", 1},        {"KB", 1e3},     {"MB", 1e6},          {"GB", 1e9},
+      {"TB", 1e12}, {"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
+  int64_t bytes = static_cast<int64_t>(value * units.at(unit));
+  // transformers: "5GB" with a trailing "b" means bits.
+  if (!unit.empty() && size.back() == 'b' && unit != "B") bytes /= 8;
+  return bytes;
+}
+
+std::string add_variant(const std::string& name, const std::string& variant) {
+  if (variant.empty()) return name;
+  auto dot = name.rfind('.');
+  return name.substr(0, dot) + "." + variant + name.substr(dot);
+}
+
+c10::ScalarType dtype_from_name(const std::string& raw) {
+  std::string name = starts_with(raw, "torch.") ? raw.substr(6) : raw;
+  static const std::map<std::string, c10::ScalarType> table{
+      {"float32", at::kFloat}, {"float", at::kFloat},  {"float16", at::kHalf},   {"half", at::kHalf},
+      {"bfloat16", at::kBFloat16}, {"float64", at::kDouble}, {"double", at::kDouble}, {"int64", at::kLong},
+      {"int32", at::kInt},     {"int8", at::kChar},    {"uint8", at::kByte},    {"bool", at::kBool}};
+  auto it = table.find(name);
+  if (it == table.end())
+    throw ValueError("unknown dtype '" + raw + "'; use float32, bfloat16, float16, float64 or auto");
+  return it->second;
+}
+
+std::string dtype_name(c10::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return "float32";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kDouble: return "float64";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return c10::toString(type);
+  }
+}
+
+}  // namespace transformers

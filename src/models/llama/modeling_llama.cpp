@@ -1,0 +1,396 @@
+// Port of transformers/models/llama/{configuration,modeling}_llama.py (4.40.2).
+#include "transformers/models/llama.h"
+
+#include "transformers/auto.h"
+#include "transformers/errors.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
+namespace transformers {
+
+// ---- LlamaConfig ----
+
+void LlamaConfig::visit(ConfigVisitor& v) {
+  v("vocab_size", vocab_size);
+  v("hidden_size", hidden_size);
+  v("intermediate_size", intermediate_size);
+  v("num_hidden_layers", num_hidden_layers);
+  v("num_attention_heads", num_attention_heads);
+  v("num_key_value_heads", num_key_value_heads);
+  v("hidden_act", hidden_act);
+  v("max_position_embeddings", max_position_embeddings);
+  v("initializer_range", initializer_range);
+  v("rms_norm_eps", rms_norm_eps);
+  v("use_cache", use_cache);
+  v("pretraining_tp", pretraining_tp);
+  v("rope_theta", rope_theta);
+  v("rope_scaling", rope_scaling);
+  v("attention_bias", attention_bias);
+  v("attention_dropout", attention_dropout);
+}
+
+void LlamaConfig::post_read(const std::string& source) {
+  if (!num_key_value_heads) num_key_value_heads = num_attention_heads;
+  // _rope_scaling_validation
+  if (!rope_scaling.is_null()) {
+    if (!rope_scaling.is_object() || rope_scaling.size() != 2 || !rope_scaling.contains("type") ||
+        !rope_scaling.contains("factor"))
+      throw ConfigError(source + ": `rope_scaling` must be a dictionary with two fields, `type` and `factor`, got " +
+                        rope_scaling.dump());
+    const json& type = rope_scaling["type"];
+    const json& factor = rope_scaling["factor"];
+    if (!type.is_string() || (type != "linear" && type != "dynamic"))
+      throw ConfigError(source + ": `rope_scaling`'s type field must be one of ['linear', 'dynamic'], got " + type.dump());
+    if (!factor.is_number_float() || factor.get<double>() <= 1.0)
+      throw ConfigError(source + ": `rope_scaling`'s factor field must be a float > 1, got " + factor.dump());
+  }
+  if (hidden_size % num_attention_heads != 0)
+    throw ConfigError(source + ": hidden_size (" + std::to_string(hidden_size) + ") must be divisible by num_heads (" +
+                      std::to_string(num_attention_heads) + ")");
+  if (num_attention_heads % kv_heads() != 0)
+    throw ConfigError(source + ": num_attention_heads must be a multiple of num_key_value_heads");
+}
+
+TFCPP_REGISTER_CONFIG("llama", LlamaConfig);
+
+// ---- Layers ----
+
+LlamaRMSNorm::LlamaRMSNorm(int64_t hidden_size, double eps) : variance_epsilon(eps) {
+  bind_parameter("weight", &weight, at::ones({hidden_size}));
+}
+
+at::Tensor LlamaRMSNorm::forward(const at::Tensor& hidden_states) const {
+  auto input_dtype = hidden_states.scalar_type();
+  at::Tensor h = hidden_states.to(at::kFloat);
+  at::Tensor variance = h.pow(2).mean(-1, true);
+  h = h * at::rsqrt(variance + variance_epsilon);
+  return weight * h.to(input_dtype);
+}
+
+namespace {
+at::Tensor rope_inv_freq(int64_t dim, double base) {
+  return 1.0 / at::pow(base, at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim));
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, x.size(-1) - half), x.narrow(-1, 0, half)}, -1);
+}
+
+// q [B, H, T, D] and k with cos/sin [B, T, D]
+std::pair<at::Tensor, at::Tensor> apply_rotary_pos_emb(const at::Tensor& q, const at::Tensor& k, const at::Tensor& cos,
+                                                       const at::Tensor& sin) {
+  at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);
+  return {q * c + rotate_half(q) * s, k * c + rotate_half(k) * s};
+}
+
+// [B, kv, T, D] -> [B, kv * n_rep, T, D]
+at::Tensor repeat_kv(const at::Tensor& x, int64_t n_rep) {
+  if (n_rep == 1) return x;
+  int64_t b = x.size(0), kv = x.size(1), t = x.size(2), d = x.size(3);
+  return x.unsqueeze(2).expand({b, kv, n_rep, t, d}).reshape({b, kv * n_rep, t, d});
+}
+}  // namespace
+
+LlamaRotaryEmbedding::LlamaRotaryEmbedding(int64_t d, int64_t max_pos, double b, std::string type, double factor)
+    : dim(d), max_position_embeddings(max_pos), base(b), scaling_type(std::move(type)), scaling_factor(factor) {
+  inv_freq = rope_inv_freq(dim, base);
+}
+
+std::pair<at::Tensor, at::Tensor> LlamaRotaryEmbedding::forward(const at::Tensor& x, const at::Tensor& position_ids) {
+  at::Tensor positions = position_ids.to(at::kFloat);
+  if (scaling_type == "linear") {
+    positions = positions / scaling_factor;
+  } else if (scaling_type == "dynamic") {
+    int64_t seq_len = position_ids.max().item<int64_t>() + 1;
+    if (seq_len > max_position_embeddings) {
+      double scaled = base * std::pow(scaling_factor * seq_len / max_position_embeddings - (scaling_factor - 1),
+                                      static_cast<double>(dim) / (dim - 2));
+      inv_freq = rope_inv_freq(dim, scaled);  // kept, as transformers re-registers the buffer
+    }
+  }
+  at::Tensor inv = inv_freq.unsqueeze(0).unsqueeze(-1).expand({position_ids.size(0), -1, 1});
+  at::Tensor freqs = at::matmul(inv, positions.unsqueeze(1)).transpose(1, 2);  // [B, T, dim/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(x.scalar_type()), emb.sin().to(x.scalar_type())};
+}
+
+LlamaMLP::LlamaMLP(const LlamaConfig& config)
+    : act_fn(nn::get_activation(config.hidden_act)), pretraining_tp(config.pretraining_tp) {
+  gate_proj = register_module("gate_proj", std::make_shared<nn::Linear>(config.hidden_size, config.intermediate_size, false));
+  up_proj = register_module("up_proj", std::make_shared<nn::Linear>(config.hidden_size, config.intermediate_size, false));
+  down_proj = register_module("down_proj", std::make_shared<nn::Linear>(config.intermediate_size, config.hidden_size, false));
+}
+
+at::Tensor LlamaMLP::forward(const at::Tensor& x) const {
+  // pretraining_tp > 1 splits the same products into slices; the sum is the same, so one matmul is used.
+  return down_proj->forward(act_fn(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+LlamaAttention::LlamaAttention(const LlamaConfig& config, int64_t idx)
+    : layer_idx(idx),
+      hidden_size(config.hidden_size),
+      num_heads(config.num_attention_heads),
+      head_dim(config.hidden_size / config.num_attention_heads),
+      num_key_value_heads(config.kv_heads()),
+      num_key_value_groups(config.num_attention_heads / config.kv_heads()),
+      attention_dropout(config.attention_dropout),
+      attention(attention_function(config._attn_implementation())) {
+  bool bias = config.attention_bias;
+  q_proj = register_module("q_proj", std::make_shared<nn::Linear>(hidden_size, num_heads * head_dim, bias));
+  k_proj = register_module("k_proj", std::make_shared<nn::Linear>(hidden_size, num_key_value_heads * head_dim, bias));
+  v_proj = register_module("v_proj", std::make_shared<nn::Linear>(hidden_size, num_key_value_heads * head_dim, bias));
+  o_proj = register_module("o_proj", std::make_shared<nn::Linear>(hidden_size, hidden_size, bias));
+  std::string type;
+  double factor = 1.0;
+  if (!config.rope_scaling.is_null()) {
+    type = config.rope_scaling["type"].get<std::string>();
+    factor = config.rope_scaling["factor"].get<double>();
+  }
+  rotary_emb = register_module("rotary_emb", std::make_shared<LlamaRotaryEmbedding>(
+                                                 head_dim, config.max_position_embeddings, config.rope_theta, type, factor));
+}
+
+std::pair<at::Tensor, at::Tensor> LlamaAttention::forward(const at::Tensor& hidden_states,
+                                                          const at::Tensor& attention_mask,
+                                                          const at::Tensor& position_ids, Cache* past_key_value,
+                                                          bool output_attentions) {
+  int64_t bsz = hidden_states.size(0), q_len = hidden_states.size(1);
+  at::Tensor query_states = q_proj->forward(hidden_states).view({bsz, q_len, num_heads, head_dim}).transpose(1, 2);
+  at::Tensor key_states = k_proj->forward(hidden_states).view({bsz, q_len, num_key_value_heads, head_dim}).transpose(1, 2);
+  at::Tensor value_states = v_proj->forward(hidden_states).view({bsz, q_len, num_key_value_heads, head_dim}).transpose(1, 2);
+
+  auto [cos, sin] = rotary_emb->forward(value_states, position_ids);
+  std::tie(query_states, key_states) = apply_rotary_pos_emb(query_states, key_states, cos, sin);
+
+  if (past_key_value) std::tie(key_states, value_states) = past_key_value->update(key_states, value_states, layer_idx);
+
+  key_states = repeat_kv(key_states, num_key_value_groups);
+  value_states = repeat_kv(value_states, num_key_value_groups);
+
+  at::Tensor mask;
+  if (attention_mask.defined()) mask = attention_mask.narrow(-1, 0, key_states.size(-2));
+  AttentionArgs args;
+  args.scaling = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  args.dropout = attention_dropout;
+  args.training = is_training();
+  args.output_attentions = output_attentions;
+  auto [attn_output, attn_weights] = attention(query_states, key_states, value_states, mask, args);
+
+  attn_output = attn_output.transpose(1, 2).contiguous().reshape({bsz, q_len, hidden_size});
+  return {o_proj->forward(attn_output), attn_weights};
+}
+
+LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& config, int64_t layer_idx) {
+  self_attn = register_module("self_attn", std::make_shared<LlamaAttention>(config, layer_idx));
+  mlp = register_module("mlp", std::make_shared<LlamaMLP>(config));
+  input_layernorm = register_module("input_layernorm", std::make_shared<LlamaRMSNorm>(config.hidden_size, config.rms_norm_eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", std::make_shared<LlamaRMSNorm>(config.hidden_size, config.rms_norm_eps));
+}
+
+std::pair<at::Tensor, at::Tensor> LlamaDecoderLayer::forward(const at::Tensor& hidden_states,
+                                                             const at::Tensor& attention_mask,
+                                                             const at::Tensor& position_ids, Cache* past_key_value,
+                                                             bool output_attentions) {
+  at::Tensor residual = hidden_states;
+  at::Tensor h = input_layernorm->forward(hidden_states);
+  auto [attn_out, attn_weights] = self_attn->forward(h, attention_mask, position_ids, past_key_value, output_attentions);
+  h = residual + attn_out;
+  residual = h;
+  h = post_attention_layernorm->forward(h);
+  h = mlp->forward(h);
+  return {residual + h, attn_weights};
+}
+
+// ---- LlamaPreTrainedModel ----
+
+LlamaPreTrainedModel::LlamaPreTrainedModel(std::shared_ptr<LlamaConfig> config, std::string name)
+    : PreTrainedModel(std::move(config), std::move(name)) {
+  base_model_prefix = "model";
+  supports_gradient_checkpointing = true;
+  _no_split_modules = {"LlamaDecoderLayer"};
+  _supports_flash_attn_2 = false;
+  _supports_sdpa = true;
+}
+
+void LlamaPreTrainedModel::_init_weights(torch::nn::Module& module) {
+  double std = cfg().initializer_range;
+  if (auto* linear = dynamic_cast<nn::Linear*>(&module)) {
+    linear->weight.normal_(0.0, std);
+    if (linear->bias.defined()) linear->bias.zero_();
+  } else if (auto* embedding = dynamic_cast<nn::Embedding*>(&module)) {
+    embedding->weight.normal_(0.0, std);
+    if (embedding->padding_idx) embedding->weight[*embedding->padding_idx].zero_();
+  }
+}
+
+// ---- LlamaModel ----
+
+LlamaModel::LlamaModel(std::shared_ptr<LlamaConfig> config) : LlamaPreTrainedModel(config, "LlamaModel") {
+  const LlamaConfig& c = *config;
+  embed_tokens = register_module("embed_tokens", std::make_shared<nn::Embedding>(c.vocab_size, c.hidden_size, c.pad_token_id));
+  layers = register_module("layers", std::make_shared<nn::ModuleList<LlamaDecoderLayer>>());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(std::make_shared<LlamaDecoderLayer>(c, i));
+  norm = register_module("norm", std::make_shared<LlamaRMSNorm>(c.hidden_size, c.rms_norm_eps));
+  post_init();
+}
+
+void LlamaModel::set_input_embeddings(std::shared_ptr<nn::Embedding> value) {
+  embed_tokens = replace_module("embed_tokens", value);
+}
+
+at::Tensor LlamaModel::update_causal_mask(const at::Tensor& attention_mask, const at::Tensor& input_tensor,
+                                          const at::Tensor& cache_position, int64_t past_seen_tokens) const {
+  auto dtype = input_tensor.scalar_type();
+  double min_dtype = dtype == at::kBFloat16 ? -3.3895313892515355e+38
+                     : dtype == at::kDouble ? std::numeric_limits<double>::lowest()
+                                            : std::numeric_limits<float>::lowest();
+  int64_t sequence_length = input_tensor.size(1);
+  int64_t target_length = attention_mask.defined() ? attention_mask.size(-1) : past_seen_tokens + sequence_length + 1;
+  auto options = input_tensor.options();
+  at::Tensor causal_mask = at::full({sequence_length, target_length}, min_dtype, options);
+  if (sequence_length != 1) causal_mask = at::triu(causal_mask, 1);
+  causal_mask *= at::arange(target_length, options.dtype(at::kLong)).gt(cache_position.reshape({-1, 1}));
+  causal_mask = causal_mask.unsqueeze(0).unsqueeze(0).expand({input_tensor.size(0), 1, -1, -1});
+  if (attention_mask.defined()) {
+    causal_mask = causal_mask.clone();
+    if (attention_mask.dim() == 2) {
+      int64_t mask_length = attention_mask.size(-1);
+      at::Tensor head = causal_mask.narrow(-1, 0, mask_length);
+      at::Tensor padding_mask = (head + attention_mask.unsqueeze(1).unsqueeze(1).to(dtype)).eq(0);
+      head.masked_fill_(padding_mask, min_dtype);
+    } else if (attention_mask.dim() == 4) {
+      int64_t offset = attention_mask.size(-2) < cache_position[0].item<int64_t>() + sequence_length
+                           ? cache_position[0].item<int64_t>()
+                           : 0;
+      at::Tensor slice = attention_mask.eq(0.0).to(dtype) * min_dtype;
+      causal_mask.narrow(0, 0, slice.size(0)).narrow(1, 0, slice.size(1)).narrow(2, offset, slice.size(2))
+          .narrow(3, 0, slice.size(3)).copy_(slice);
+    } else {
+      throw ValueError("attention_mask must be 2-D [batch, seq] or 4-D, got " + std::to_string(attention_mask.dim()) + "-D");
+    }
+  }
+  return causal_mask;
+}
+
+ModelOutput LlamaModel::forward(const ModelInputs& in) {
+  const LlamaConfig& c = cfg();
+  bool output_attentions = in.output_attentions.value_or(c.output_attentions);
+  bool output_hidden_states = in.output_hidden_states.value_or(c.output_hidden_states);
+  bool use_cache = in.use_cache.value_or(c.use_cache);
+  if (in.input_ids.defined() == in.inputs_embeds.defined())
+    throw ValueError("You cannot specify both input_ids and inputs_embeds at the same time, and must specify either one");
+  if (in.input_ids.defined() && in.input_ids.dim() != 2)
+    throw ValueError("input_ids must be 2-D [batch, seq], got " + std::to_string(in.input_ids.dim()) + "-D");
+  if (in.attention_mask.defined() && in.attention_mask.dim() == 2 && in.input_ids.defined() &&
+      in.attention_mask.size(0) != in.input_ids.size(0))
+    throw ValueError("attention_mask batch size does not match input_ids");
+
+  at::Tensor inputs_embeds = in.inputs_embeds.defined() ? in.inputs_embeds : embed_tokens->forward(in.input_ids);
+  std::shared_ptr<Cache> cache = in.past_key_values;
+  int64_t past_seen_tokens = 0;
+  if (use_cache) {
+    if (!cache) cache = std::make_shared<DynamicCache>();
+    past_seen_tokens = cache->get_seq_length();
+  }
+  at::Tensor cache_position = in.cache_position.defined()
+      ? in.cache_position
+      : at::arange(past_seen_tokens, past_seen_tokens + inputs_embeds.size(1), at::TensorOptions(at::kLong));
+  at::Tensor position_ids = in.position_ids.defined() ? in.position_ids : cache_position.unsqueeze(0);
+  at::Tensor causal_mask = update_causal_mask(in.attention_mask, inputs_embeds, cache_position, past_seen_tokens);
+
+  ModelOutput out;
+  at::Tensor hidden_states = inputs_embeds;
+  for (const auto& layer : *layers) {
+    if (output_hidden_states) out.hidden_states.push_back(hidden_states);
+    auto [h, weights] = layer->forward(hidden_states, causal_mask, position_ids, use_cache ? cache.get() : nullptr,
+                                       output_attentions);
+    hidden_states = h;
+    if (output_attentions) out.attentions.push_back(weights);
+  }
+  hidden_states = norm->forward(hidden_states);
+  if (output_hidden_states) out.hidden_states.push_back(hidden_states);
+  out.last_hidden_state = hidden_states;
+  if (use_cache) out.past_key_values = cache;
+  return out;
+}
+
+TFCPP_REGISTER_MODEL("llama", "base", LlamaModel, LlamaConfig);
+
+// ---- LlamaForCausalLM ----
+
+LlamaForCausalLM::LlamaForCausalLM(std::shared_ptr<LlamaConfig> config) : LlamaPreTrainedModel(config, "LlamaForCausalLM") {
+  _tied_weights_keys = {"lm_head.weight"};
+  model = register_module("model", std::make_shared<LlamaModel>(config));
+  lm_head = register_module("lm_head", std::make_shared<nn::Linear>(config->hidden_size, config->vocab_size, false));
+  post_init();
+}
+
+std::shared_ptr<LlamaForCausalLM> LlamaForCausalLM::from_pretrained(const std::string& path,
+                                                                    const FromPretrainedOptions& options) {
+  return std::dynamic_pointer_cast<LlamaForCausalLM>(model_from_pretrained(path, "LlamaForCausalLM", options));
+}
+
+void LlamaForCausalLM::set_output_embeddings(std::shared_ptr<nn::Linear> value) {
+  lm_head = replace_module("lm_head", value);
+}
+
+ModelOutput LlamaForCausalLM::forward(const ModelInputs& in) {
+  ModelOutput out = model->forward(in);
+  at::Tensor hidden_states = out.last_hidden_state;
+  if (in.num_logits_to_keep > 0 && in.num_logits_to_keep < hidden_states.size(1))
+    hidden_states = hidden_states.narrow(1, hidden_states.size(1) - in.num_logits_to_keep, in.num_logits_to_keep);
+  out.logits = lm_head->forward(hidden_states).to(at::kFloat);
+  if (in.labels.defined()) {
+    int64_t vocab = out.logits.size(-1);
+    at::Tensor shift_logits = out.logits.narrow(1, 0, out.logits.size(1) - 1).contiguous().view({-1, vocab});
+    at::Tensor shift_labels = in.labels.narrow(1, 1, in.labels.size(1) - 1).contiguous().view({-1});
+    out.loss = at::cross_entropy_loss(shift_logits, shift_labels, {}, at::Reduction::Mean, -100);
+  }
+  out.last_hidden_state = at::Tensor();
+  return out;
+}
+
+ModelInputs LlamaForCausalLM::prepare_inputs_for_generation(const at::Tensor& input_ids_full, const ModelInputs& kwargs) {
+  at::Tensor input_ids = input_ids_full;
+  const at::Tensor& attention_mask = kwargs.attention_mask;
+  int64_t past_length = 0;
+  if (kwargs.past_key_values) {
+    past_length = kwargs.cache_position.defined() ? kwargs.cache_position[0].item<int64_t>()
+                                                  : kwargs.past_key_values->get_seq_length();
+    if (attention_mask.defined() && attention_mask.size(1) > input_ids.size(1))
+      input_ids = input_ids.narrow(1, input_ids.size(1) - (attention_mask.size(1) - past_length),
+                                   attention_mask.size(1) - past_length);
+    else if (past_length < input_ids.size(1))
+      input_ids = input_ids.narrow(1, past_length, input_ids.size(1) - past_length);
+  }
+  ModelInputs model_inputs;
+  at::Tensor position_ids = kwargs.position_ids;
+  if (attention_mask.defined() && !position_ids.defined()) {
+    position_ids = attention_mask.to(at::kLong).cumsum(-1) - 1;
+    position_ids.masked_fill_(attention_mask.eq(0), 1);
+    if (kwargs.past_key_values && past_length > 0)
+      position_ids = position_ids.narrow(1, position_ids.size(1) - input_ids.size(1), input_ids.size(1));
+  }
+  if (kwargs.inputs_embeds.defined() && !kwargs.past_key_values) model_inputs.inputs_embeds = kwargs.inputs_embeds;
+  else model_inputs.input_ids = input_ids.contiguous();
+  int64_t input_length = position_ids.defined() ? position_ids.size(-1) : input_ids.size(-1);
+  model_inputs.cache_position =
+      kwargs.cache_position.defined()
+          ? kwargs.cache_position.narrow(0, kwargs.cache_position.size(0) - input_length, input_length)
+          : at::arange(past_length, past_length + input_length, at::TensorOptions(at::kLong));
+  model_inputs.position_ids = position_ids;
+  model_inputs.past_key_values = kwargs.past_key_values;
+  model_inputs.use_cache = kwargs.use_cache;
+  model_inputs.attention_mask = attention_mask;
+  model_inputs.num_logits_to_keep = kwargs.num_logits_to_keep;
+  return model_inputs;
+}
+
+TFCPP_REGISTER_MODEL("llama", "causal-lm", LlamaForCausalLM, LlamaConfig);
+
+}  // namespace transformers

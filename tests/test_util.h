@@ -1,0 +1,67 @@
+// Shared helpers for the parity tests: fixture paths, temp dirs, tensor comparison that reports max |diff|.
+#pragma once
+
+#include "transformers/config.h"
+#include "transformers/safetensors.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+#include <string>
+
+namespace tfcpp_test {
+
+inline std::string source_dir() { return TFCPP_SOURCE_DIR; }
+inline std::string shared_dir() { return std::string(TFCPP_SOURCE_DIR) + "/../shared"; }
+inline std::string fixture(const std::string& name) { return shared_dir() + "/fixtures/hf/" + name; }
+inline std::string tfcpp_bin() { return TFCPP_TFCPP_BIN; }
+
+// A fresh directory under the test temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::path(testing::TempDir()) / ("tfcpp_" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string str() const { return path_.string(); }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+// allclose(actual, expected, rtol, atol) with a message naming the tensor and the max |diff|.
+inline ::testing::AssertionResult tensors_close(const std::string& name, const at::Tensor& actual,
+                                                const at::Tensor& expected, double atol, double rtol) {
+  if (actual.sizes() != expected.sizes())
+    return ::testing::AssertionFailure() << name << ": shape " << actual.sizes() << " vs expected " << expected.sizes();
+  at::Tensor a = actual.to(at::kDouble), e = expected.to(at::kDouble);
+  double diff = (a - e).abs().max().item<double>();
+  bool ok = at::allclose(a, e, rtol, atol);
+  if (ok) return ::testing::AssertionSuccess() << name << " max|diff| " << diff;
+  return ::testing::AssertionFailure() << name << ": max|diff| " << diff << " exceeds atol " << atol << " rtol " << rtol;
+}
+
+inline transformers::json read_json(const std::string& path) { return transformers::read_json_file(path, "test"); }
+
+inline std::map<std::string, at::Tensor> read_tensors(const std::string& path) {
+  std::map<std::string, at::Tensor> out;
+  for (auto& [k, t] : transformers::safetensors::load_file(path)) out[k] = t;
+  return out;
+}
+
+// Runs a shell command, returns (exit code, stdout).
+std::pair<int, std::string> run_command(const std::string& command);
+
+}  // namespace tfcpp_test
