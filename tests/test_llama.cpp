@@ -17,11 +17,13 @@ using namespace tfcpp_test;
 
 namespace {
 
+// Case folders whose name starts with `prefix`, in ../shared/fixtures/hf and in the repo's tests/fixtures/hf.
 std::vector<std::string> cases_with_prefix(const std::string& prefix) {
   std::vector<std::string> out;
-  for (const auto& entry : fs::directory_iterator(shared_dir() + "/fixtures/hf"))
-    if (entry.is_directory() && entry.path().filename().string().rfind(prefix, 0) == 0)
-      out.push_back(entry.path().filename().string());
+  for (const std::string& root : {shared_dir() + "/fixtures/hf", source_dir() + "/tests/fixtures/hf"})
+    for (const auto& entry : fs::directory_iterator(root))
+      if (entry.is_directory() && entry.path().filename().string().rfind(prefix, 0) == 0)
+        out.push_back(entry.path().string());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -39,7 +41,7 @@ FromPretrainedOptions options_from(const json& expected) {
 class LlamaParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LlamaParity, ForwardMatchesTransformers) {
-  std::string dir = fixture(GetParam());
+  std::string dir = GetParam();
   json expected = read_json(dir + "/expected.json");
   auto model = model_from_pretrained(dir + "/model", expected["class"].get<std::string>(), options_from(expected));
   EXPECT_TRUE(model->loading_info.missing_keys.empty());
@@ -60,7 +62,7 @@ TEST_P(LlamaParity, ForwardMatchesTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, LlamaParity, ::testing::ValuesIn(cases_with_prefix("llama-")),
                          [](const auto& info) {
-                           std::string n = info.param;
+                           std::string n = fs::path(info.param).filename().string();
                            std::replace(n.begin(), n.end(), '-', '_');
                            return n;
                          });

@@ -1,0 +1,903 @@
+// Port of transformers/generation/utils.py (4.40): GenerationMixin.generate and its decoding loops (_greedy_search,
+// _sample, _beam_search, _beam_sample), with generation/beam_search.py (BeamSearchScorer, BeamHypotheses) and
+// generation/stopping_criteria.py (MaxLengthCriteria, MaxTimeCriteria, EosTokenCriteria).
+#include "transformers/errors.h"
+#include "transformers/generation.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+
+namespace transformers {
+
+std::vector<std::pair<std::string, at::Tensor>> GenerateOutput::named_tensors() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  if (sequences.defined()) out.emplace_back("sequences", sequences);
+  if (sequences_scores.defined()) out.emplace_back("sequences_scores", sequences_scores);
+  for (size_t i = 0; i < scores.size(); ++i) out.emplace_back("scores." + std::to_string(i), scores[i]);
+  for (size_t i = 0; i < logits.size(); ++i) out.emplace_back("logits." + std::to_string(i), logits[i]);
+  if (beam_indices.defined()) out.emplace_back("beam_indices", beam_indices);
+  for (size_t s = 0; s < attentions.size(); ++s)
+    for (size_t l = 0; l < attentions[s].size(); ++l)
+      out.emplace_back("attentions." + std::to_string(s) + "." + std::to_string(l), attentions[s][l]);
+  for (size_t s = 0; s < hidden_states.size(); ++s)
+    for (size_t l = 0; l < hidden_states[s].size(); ++l)
+      out.emplace_back("hidden_states." + std::to_string(s) + "." + std::to_string(l), hidden_states[s][l]);
+  return out;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// ---- configuration_utils.py: GenerationMode, the checks of validate() that GenerationConfig::validate leaves ----
+
+enum class GenerationMode {
+  kGreedySearch,
+  kSample,
+  kBeamSearch,
+  kBeamSample,
+  kContrastiveSearch,
+  kGroupBeamSearch,
+  kConstrainedBeamSearch,
+  kAssistedGeneration,
+};
+
+GenerationMode get_generation_mode(const GenerationConfig& config) {
+  GenerationMode mode;
+  if (!config.force_words_ids.is_null()) {
+    mode = GenerationMode::kConstrainedBeamSearch;
+  } else if (config.num_beams == 1) {
+    if (!config.do_sample) {
+      mode = config.top_k > 1 && config.penalty_alpha && *config.penalty_alpha > 0 ? GenerationMode::kContrastiveSearch
+                                                                                   : GenerationMode::kGreedySearch;
+    } else {
+      mode = GenerationMode::kSample;
+    }
+  } else if (config.num_beam_groups > 1) {
+    mode = GenerationMode::kGroupBeamSearch;
+  } else {
+    mode = config.do_sample ? GenerationMode::kBeamSample : GenerationMode::kBeamSearch;
+  }
+  // Assisted generation may extend some generation modes
+  if (config.prompt_lookup_num_tokens) {
+    if (mode != GenerationMode::kGreedySearch && mode != GenerationMode::kSample)
+      throw GenerationError("prompt_lookup_num_tokens triggers assisted generation, which is only supported with "
+                            "greedy search and sampling");
+    mode = GenerationMode::kAssistedGeneration;
+  }
+  return mode;
+}
+
+enum class EarlyStopping { kFalse, kTrue, kNever };
+
+EarlyStopping parse_early_stopping(const json& value) {
+  if (value.is_boolean()) return value.get<bool>() ? EarlyStopping::kTrue : EarlyStopping::kFalse;
+  if (value.is_string() && value.get<std::string>() == "never") return EarlyStopping::kNever;
+  throw GenerationError("`early_stopping` must be a boolean or 'never', but is " + value.dump());
+}
+
+void validate_generation_config(const GenerationConfig& config) {
+  config.validate();
+  parse_early_stopping(config.early_stopping);
+  if (config.num_beams > 1) {
+    if (!config.force_words_ids.is_null() && config.do_sample)
+      throw GenerationError("`force_words_ids` triggers constrained beam search, which is incompatible with "
+                            "`do_sample=True`");
+    if (config.diversity_penalty != 0.0 || config.num_beam_groups != 1) {
+      std::string prefix =
+          "`diversity_penalty` is not 0.0 or `num_beam_groups` is not 1, triggering group beam search. In this "
+          "generation mode, ";
+      if (config.do_sample) throw GenerationError(prefix + "`do_sample` must be set to `False`");
+      if (config.num_beam_groups < 1 || config.num_beams % config.num_beam_groups != 0)
+        throw GenerationError(prefix + "`num_beams` should be divisible by `num_beam_groups`");
+      if (config.diversity_penalty == 0.0)
+        throw GenerationError(prefix + "`diversity_penalty` should be greater than `0.0`, otherwise your groups will "
+                                       "be identical.");
+    }
+  }
+  if (config.num_return_sequences != 1) {
+    if (config.num_beams == 1) {
+      if (!config.do_sample)
+        throw GenerationError("Greedy methods without beam search do not support `num_return_sequences` different "
+                              "than 1 (got " + std::to_string(config.num_return_sequences) + ").");
+    } else if (config.num_return_sequences > config.num_beams) {
+      throw GenerationError("`num_return_sequences` (" + std::to_string(config.num_return_sequences) +
+                            ") has to be smaller or equal to `num_beams` (" + std::to_string(config.num_beams) + ").");
+    }
+  }
+}
+
+// ---- stopping_criteria.py: StoppingCriteriaList of MaxLengthCriteria, MaxTimeCriteria, EosTokenCriteria ----
+
+class StoppingCriteriaList {
+ public:
+  std::optional<int64_t> max_length;  // MaxLengthCriteria
+  std::optional<double> max_time;     // MaxTimeCriteria
+  Clock::time_point initial_timestamp = Clock::now();
+  at::Tensor eos_token_id;            // EosTokenCriteria (undefined: none)
+
+  // [N] bool: which sequences are done.
+  at::Tensor operator()(const at::Tensor& input_ids) const {
+    at::Tensor is_done = at::zeros({input_ids.size(0)}, input_ids.options().dtype(at::kBool));
+    if (max_length && input_ids.size(-1) >= *max_length) is_done.fill_(true);
+    if (max_time && std::chrono::duration<double>(Clock::now() - initial_timestamp).count() > *max_time)
+      is_done.fill_(true);
+    if (eos_token_id.defined()) is_done = is_done | at::isin(input_ids.select(1, -1), eos_token_id);
+    return is_done;
+  }
+};
+
+// ---- beam_search.py ----
+
+class BeamHypotheses {
+ public:
+  struct Beam {
+    double score;
+    at::Tensor hyp;                                    // [T]
+    std::optional<std::vector<int64_t>> beam_indices;  // one per generated step
+  };
+
+  BeamHypotheses(int64_t num_beams, double length_penalty, EarlyStopping early_stopping,
+                 std::optional<int64_t> max_length)
+      : length_penalty_(length_penalty), early_stopping_(early_stopping), max_length_(max_length),
+        num_beams_(num_beams) {
+    if (early_stopping_ == EarlyStopping::kNever && !max_length_)
+      throw GenerationError("When `do_early_stopping` is set to a string, `max_length` must be defined.");
+  }
+
+  int64_t size() const { return static_cast<int64_t>(beams.size()); }
+
+  // Add a new hypothesis to the list.
+  void add(at::Tensor hyp, double sum_logprobs, std::optional<std::vector<int64_t>> beam_indices,
+           int64_t generated_len) {
+    double score = sum_logprobs / std::pow(static_cast<double>(generated_len), length_penalty_);
+    if (size() < num_beams_ || score > worst_score_) {
+      beams.push_back({score, std::move(hyp), std::move(beam_indices)});
+      if (size() > num_beams_) {
+        // sorted([(s, idx) for idx, (s, _, _) in enumerate(self.beams)])
+        std::vector<std::pair<double, size_t>> sorted_next_scores;
+        for (size_t idx = 0; idx < beams.size(); ++idx) sorted_next_scores.emplace_back(beams[idx].score, idx);
+        std::sort(sorted_next_scores.begin(), sorted_next_scores.end());
+        beams.erase(beams.begin() + static_cast<std::ptrdiff_t>(sorted_next_scores[0].second));
+        worst_score_ = sorted_next_scores[1].first;
+      } else {
+        worst_score_ = std::min(score, worst_score_);
+      }
+    }
+  }
+
+  // If there are enough hypotheses and that none of the hypotheses being generated can become better than the worst
+  // one in the heap, then we are done with this sentence.
+  bool is_done(double best_sum_logprobs, int64_t cur_len, int64_t decoder_prompt_len) const {
+    if (size() < num_beams_) return false;
+    // `True`: stop as soon as at least `num_beams` hypotheses are finished
+    if (early_stopping_ == EarlyStopping::kTrue) return true;
+    // `False`: heuristic -- compute best possible score from `cur_len`
+    if (early_stopping_ == EarlyStopping::kFalse) {
+      double highest_attainable_score =
+          best_sum_logprobs / std::pow(static_cast<double>(cur_len - decoder_prompt_len), length_penalty_);
+      return worst_score_ >= highest_attainable_score;
+    }
+    // `"never"`: compute the best possible score, depending on the signal of `length_penalty`
+    double highest_attainable_score;
+    if (length_penalty_ > 0.0) {
+      if (*max_length_ <= decoder_prompt_len)
+        throw GenerationError("max_length is not larger than decoder prompt length");
+      highest_attainable_score =
+          best_sum_logprobs / std::pow(static_cast<double>(*max_length_ - decoder_prompt_len), length_penalty_);
+    } else {
+      highest_attainable_score =
+          best_sum_logprobs / std::pow(static_cast<double>(cur_len - decoder_prompt_len), length_penalty_);
+    }
+    return worst_score_ >= highest_attainable_score;
+  }
+
+  std::vector<Beam> beams;
+
+ private:
+  double length_penalty_;
+  EarlyStopping early_stopping_;
+  std::optional<int64_t> max_length_;
+  int64_t num_beams_;
+  double worst_score_ = 1e9;
+};
+
+using BeamIndices = std::vector<std::vector<int64_t>>;  // per batch*beam row, the beam of each step
+
+class BeamSearchScorer {
+ public:
+  struct StepOutput {
+    at::Tensor next_beam_scores, next_beam_tokens, next_beam_indices;  // [B * num_beams]
+  };
+  struct FinalOutput {
+    at::Tensor sequences, sequence_scores, beam_indices;
+  };
+
+  BeamSearchScorer(int64_t batch_size, int64_t num_beams, double length_penalty, EarlyStopping do_early_stopping,
+                   int64_t num_beam_hyps_to_keep, std::optional<int64_t> max_length)
+      : num_beams(num_beams), num_beam_hyps_to_keep_(num_beam_hyps_to_keep), group_size_(num_beams) {
+    if (num_beams <= 1)
+      throw GenerationError("`num_beams` has to be an integer strictly greater than 1, but is " +
+                            std::to_string(num_beams) +
+                            ". For `num_beams` == 1, one should make use of greedy search.");
+    for (int64_t i = 0; i < batch_size; ++i)
+      beam_hyps_.emplace_back(group_size_, length_penalty, do_early_stopping, max_length);
+    done_.assign(batch_size, false);
+  }
+
+  bool is_done() const { return std::all_of(done_.begin(), done_.end(), [](bool d) { return d; }); }
+  int64_t batch_size() const { return static_cast<int64_t>(beam_hyps_.size()); }
+
+  StepOutput process(const at::Tensor& input_ids, const at::Tensor& next_scores, const at::Tensor& next_tokens,
+                     const at::Tensor& next_indices, std::optional<int64_t> pad_token_id,
+                     const std::vector<int64_t>& eos_token_id, const BeamIndices* beam_indices,
+                     int64_t decoder_prompt_len) {
+    // add up to the length which the next_scores is calculated on (including decoder prompt)
+    int64_t cur_len = input_ids.size(-1) + 1;
+    int64_t batch = batch_size();
+    if (batch != input_ids.size(0) / group_size_)
+      throw GenerationError("A beam size of " + std::to_string(input_ids.size(0)) +
+                            " is used as the input, but a beam size of " + std::to_string(group_size_) +
+                            " is expected by the beam scorer.");
+    at::Tensor scores = next_scores.to(at::kCPU, at::kDouble).contiguous();
+    at::Tensor tokens = next_tokens.to(at::kCPU, at::kLong).contiguous();
+    at::Tensor indices = next_indices.to(at::kCPU, at::kLong).contiguous();
+    auto scores_a = scores.accessor<double, 2>();
+    auto tokens_a = tokens.accessor<int64_t, 2>();
+    auto indices_a = indices.accessor<int64_t, 2>();
+    std::vector<double> beam_scores(batch * group_size_, 0.0);
+    std::vector<int64_t> beam_tokens(batch * group_size_, 0), beam_idx_out(batch * group_size_, 0);
+    auto is_eos = [&](int64_t token) {
+      return std::find(eos_token_id.begin(), eos_token_id.end(), token) != eos_token_id.end();
+    };
+
+    for (int64_t batch_idx = 0; batch_idx < batch; ++batch_idx) {
+      BeamHypotheses& hyps = beam_hyps_[batch_idx];
+      if (done_[batch_idx]) {
+        if (num_beams < hyps.size())
+          throw GenerationError("Batch can only be done if at least " + std::to_string(num_beams) +
+                                " beams have been generated");
+        if (eos_token_id.empty() || !pad_token_id)
+          throw GenerationError("Generated beams >= num_beams -> eos_token_id and pad_token have to be defined");
+        // pad the batch
+        for (int64_t j = 0; j < group_size_; ++j) {
+          beam_scores[batch_idx * group_size_ + j] = 0;
+          beam_tokens[batch_idx * group_size_ + j] = *pad_token_id;
+          beam_idx_out[batch_idx * group_size_ + j] = 0;
+        }
+        continue;
+      }
+      // next tokens for this sentence
+      int64_t beam_idx = 0;
+      for (int64_t beam_token_rank = 0; beam_token_rank < tokens.size(1); ++beam_token_rank) {
+        int64_t next_token = tokens_a[batch_idx][beam_token_rank];
+        double next_score = scores_a[batch_idx][beam_token_rank];
+        int64_t next_index = indices_a[batch_idx][beam_token_rank];
+        int64_t batch_beam_idx = batch_idx * group_size_ + next_index;
+        // add to generated hypotheses if end of sentence
+        if (is_eos(next_token)) {
+          // if beam_token does not belong to top num_beams tokens, it should not be added
+          if (beam_token_rank >= group_size_) continue;
+          std::optional<std::vector<int64_t>> beam_index;
+          if (beam_indices) {
+            beam_index = (*beam_indices)[batch_beam_idx];
+            beam_index->push_back(batch_beam_idx);
+          }
+          hyps.add(input_ids[batch_beam_idx].clone(), next_score, std::move(beam_index), cur_len - decoder_prompt_len);
+        } else {
+          // add next predicted token since it is not eos_token
+          beam_scores[batch_idx * group_size_ + beam_idx] = next_score;
+          beam_tokens[batch_idx * group_size_ + beam_idx] = next_token;
+          beam_idx_out[batch_idx * group_size_ + beam_idx] = batch_beam_idx;
+          beam_idx += 1;
+        }
+        // once the beam for next step is full, don't add more tokens to it.
+        if (beam_idx == group_size_) break;
+      }
+      if (beam_idx < group_size_)
+        throw GenerationError("At most " + std::to_string(group_size_) +
+                              " tokens of the top candidates can be equal to `eos_token_id`.");
+      // Check if we are done so that we can save a pad step if all(done)
+      double best = scores.select(0, batch_idx).max().item<double>();
+      done_[batch_idx] = done_[batch_idx] || hyps.is_done(best, cur_len, decoder_prompt_len);
+    }
+    auto device = input_ids.device();
+    return {at::tensor(beam_scores, at::kDouble).to(device, next_scores.scalar_type()),
+            at::tensor(beam_tokens, at::kLong).to(device, next_tokens.scalar_type()),
+            at::tensor(beam_idx_out, at::kLong).to(device, next_indices.scalar_type())};
+  }
+
+  FinalOutput finalize(const at::Tensor& input_ids, const at::Tensor& final_beam_scores, int64_t max_length,
+                       std::optional<int64_t> pad_token_id, const std::vector<int64_t>& eos_token_id,
+                       const BeamIndices* beam_indices, int64_t decoder_prompt_len) {
+    int64_t batch = batch_size();
+    at::Tensor final_scores = final_beam_scores.to(at::kCPU, at::kDouble).contiguous();
+    // finalize all open beam hypotheses and add to generated hypotheses
+    for (int64_t batch_group_idx = 0; batch_group_idx < batch; ++batch_group_idx) {
+      if (done_[batch_group_idx]) continue;
+      // all open beam hypotheses are added to the beam hypothesis
+      // beam hypothesis class automatically keeps the best beams
+      for (int64_t index_per_group = 0; index_per_group < group_size_; ++index_per_group) {
+        int64_t batch_beam_idx = batch_group_idx * group_size_ + index_per_group;
+        double final_score = final_scores[batch_beam_idx].item<double>();
+        at::Tensor final_tokens = input_ids[batch_beam_idx];
+        std::optional<std::vector<int64_t>> beam_index;
+        if (beam_indices) beam_index = (*beam_indices)[batch_beam_idx];
+        int64_t generated_len = final_tokens.size(-1) - decoder_prompt_len;
+        beam_hyps_[batch_group_idx].add(final_tokens, final_score, std::move(beam_index), generated_len);
+      }
+    }
+
+    // select the best hypotheses
+    int64_t n = batch * num_beam_hyps_to_keep_;
+    std::vector<int64_t> sent_lengths(n);
+    std::vector<BeamHypotheses::Beam> best;
+    std::vector<float> best_scores(n, 0.0f);
+    // retrieve best hypotheses
+    for (int64_t i = 0; i < batch; ++i) {
+      std::vector<BeamHypotheses::Beam> sorted_hyps = beam_hyps_[i].beams;
+      std::stable_sort(sorted_hyps.begin(), sorted_hyps.end(),
+                       [](const auto& a, const auto& b) { return a.score < b.score; });
+      for (int64_t j = 0; j < num_beam_hyps_to_keep_; ++j) {
+        BeamHypotheses::Beam best_hyp = sorted_hyps.back();
+        sorted_hyps.pop_back();
+        sent_lengths[num_beam_hyps_to_keep_ * i + j] = best_hyp.hyp.size(0);
+        best_scores[i * num_beam_hyps_to_keep_ + j] = static_cast<float>(best_hyp.score);
+        best.push_back(std::move(best_hyp));
+      }
+    }
+
+    // prepare for adding eos
+    int64_t min_len = *std::min_element(sent_lengths.begin(), sent_lengths.end());
+    int64_t sent_lengths_max = *std::max_element(sent_lengths.begin(), sent_lengths.end()) + 1;
+    int64_t sent_max_len = std::min(sent_lengths_max, max_length);
+    at::Tensor decoded = at::empty({n, sent_max_len}, input_ids.options());
+    at::Tensor indices;
+    if (!best.empty() && best[0].beam_indices) indices = at::empty({n, sent_max_len}, input_ids.options());
+    // shorter batches are padded if needed
+    bool needs_fill = min_len != sent_lengths_max - 1;
+    // transformers leaves the column after equal-length hypotheses to eos_token_id[0]; without eos, pad it.
+    if (eos_token_id.empty() && min_len < sent_max_len) needs_fill = true;
+    if (needs_fill) {
+      if (!pad_token_id) throw GenerationError("`pad_token_id` has to be defined");
+      decoded.fill_(*pad_token_id);
+    }
+    if (indices.defined()) indices.fill_(-1);
+    // fill with hypotheses and eos_token_id if the latter fits in
+    for (int64_t i = 0; i < n; ++i) {
+      decoded[i].narrow(0, 0, sent_lengths[i]).copy_(best[i].hyp);
+      if (indices.defined() && !best[i].beam_indices->empty()) {
+        const auto& idx = *best[i].beam_indices;
+        indices[i].narrow(0, 0, static_cast<int64_t>(idx.size())).copy_(at::tensor(idx, at::kLong));
+      }
+      // inserting only the first eos_token_id
+      if (sent_lengths[i] < sent_max_len && !eos_token_id.empty()) decoded[i][sent_lengths[i]] = eos_token_id[0];
+    }
+    return {decoded, at::tensor(best_scores, at::kFloat).to(input_ids.device()), indices};
+  }
+
+  const int64_t num_beams;
+
+ private:
+  int64_t num_beam_hyps_to_keep_;
+  int64_t group_size_;
+  std::vector<BeamHypotheses> beam_hyps_;
+  std::vector<bool> done_;
+};
+
+// ---- decoding state ----
+
+// A [N, capacity] buffer whose first `length` columns are the live tensor, so that adding a column per step writes in
+// place instead of reallocating (torch.cat in transformers).
+class GrowingColumns {
+ public:
+  GrowingColumns(const at::Tensor& initial, int64_t capacity) : length_(initial.size(1)) {
+    buffer_ = at::empty({initial.size(0), std::max(capacity, length_)}, initial.options());
+    buffer_.narrow(1, 0, length_).copy_(initial);
+  }
+  at::Tensor view() const { return buffer_.narrow(1, 0, length_); }
+  void append(const at::Tensor& column) {
+    reserve_one();
+    buffer_.select(1, length_).copy_(column);
+    ++length_;
+  }
+  void append_value(int64_t value) {
+    reserve_one();
+    buffer_.select(1, length_).fill_(value);
+    ++length_;
+  }
+
+ private:
+  void reserve_one() {
+    if (length_ < buffer_.size(1)) return;
+    at::Tensor bigger = at::empty({buffer_.size(0), std::max<int64_t>(2 * length_, 1)}, buffer_.options());
+    bigger.narrow(1, 0, length_).copy_(view());
+    buffer_ = bigger;
+  }
+  at::Tensor buffer_;
+  int64_t length_;
+};
+
+struct LoopOptions {
+  std::vector<LogitsProcessor> logits_processor;
+  std::vector<LogitsProcessor> logits_warper;  // sampling modes only
+  StoppingCriteriaList stopping_criteria;
+  std::optional<int64_t> pad_token_id;
+  std::vector<int64_t> eos_token_id;
+  bool output_scores = false, output_logits = false, output_attentions = false, output_hidden_states = false;
+  bool is_encoder_decoder = false;
+  c10::optional<at::Generator> generator;
+};
+
+void store_step_outputs(GenerateOutput& result, const LoopOptions& opt, const ModelOutput& outputs,
+                        const at::Tensor& scores, const at::Tensor& raw_logits) {
+  if (opt.output_scores) result.scores.push_back(scores);
+  if (opt.output_logits) result.logits.push_back(raw_logits);
+  if (opt.output_attentions) result.attentions.push_back(outputs.attentions);
+  if (opt.output_hidden_states) result.hidden_states.push_back(outputs.hidden_states);
+}
+
+ModelOutput model_step(PreTrainedModel& model, const at::Tensor& input_ids, const ModelInputs& model_kwargs,
+                       const LoopOptions& opt) {
+  ModelInputs model_inputs = model.prepare_inputs_for_generation(input_ids, model_kwargs);
+  model_inputs.output_attentions = opt.output_attentions;
+  model_inputs.output_hidden_states = opt.output_hidden_states;
+  return model.forward(model_inputs);
+}
+
+// _update_model_kwargs_for_generation. `attention_mask` holds the growing mask of decoder-only models.
+void update_model_kwargs_for_generation(const ModelOutput& outputs, ModelInputs& model_kwargs, bool is_encoder_decoder,
+                                        GrowingColumns* attention_mask, int64_t max_length) {
+  // update past_key_values
+  bool first = !model_kwargs.past_key_values;
+  model_kwargs.past_key_values = outputs.past_key_values;
+  if (first)
+    if (auto* cache = dynamic_cast<DynamicCache*>(model_kwargs.past_key_values.get())) cache->reserve(max_length);
+  // update token_type_ids with last value
+  if (model_kwargs.token_type_ids.defined()) {
+    const at::Tensor& token_type_ids = model_kwargs.token_type_ids;
+    model_kwargs.token_type_ids = at::cat({token_type_ids, token_type_ids.select(1, -1).unsqueeze(-1)}, -1);
+  }
+  if (!is_encoder_decoder) {
+    // update attention mask
+    if (attention_mask) {
+      attention_mask->append_value(1);
+      model_kwargs.attention_mask = attention_mask->view();
+    } else if (model_kwargs.attention_mask.defined()) {
+      const at::Tensor& mask = model_kwargs.attention_mask;
+      model_kwargs.attention_mask = at::cat({mask, at::ones({mask.size(0), 1}, mask.options())}, -1);
+    }
+  } else {
+    // update decoder attention mask
+    auto it = model_kwargs.extra.find("decoder_attention_mask");
+    if (it != model_kwargs.extra.end()) {
+      const at::Tensor& mask = it->second;
+      it->second = at::cat({mask, at::ones({mask.size(0), 1}, mask.options())}, -1);
+    }
+  }
+  if (model_kwargs.cache_position.defined()) {
+    const at::Tensor& cache_position = model_kwargs.cache_position;
+    model_kwargs.cache_position = cache_position.narrow(0, cache_position.size(0) - 1, 1) + 1;
+  }
+}
+
+// The attention mask buffer of a decoder-only loop (its capacity: the mask plus every token still to generate).
+std::optional<GrowingColumns> attention_mask_buffer(const ModelInputs& model_kwargs, const at::Tensor& input_ids,
+                                                    int64_t max_length, bool is_encoder_decoder) {
+  if (is_encoder_decoder || !model_kwargs.attention_mask.defined() || model_kwargs.attention_mask.dim() != 2)
+    return std::nullopt;
+  int64_t to_generate = std::max<int64_t>(max_length - input_ids.size(-1), 0);
+  return GrowingColumns(model_kwargs.attention_mask, model_kwargs.attention_mask.size(1) + to_generate);
+}
+
+int64_t initial_cur_len(const at::Tensor& input_ids, const ModelInputs& model_kwargs) {
+  int64_t cur_len = input_ids.size(1);
+  if (model_kwargs.inputs_embeds.defined()) cur_len = model_kwargs.inputs_embeds.size(1);
+  return cur_len;
+}
+
+// _greedy_search and _sample: one loop, `do_sample` selects argmax or warpers + multinomial.
+GenerateOutput greedy_search_or_sample(PreTrainedModel& model, const at::Tensor& input_ids_in, bool do_sample,
+                                       const LoopOptions& opt, const TokenCallback& streamer,
+                                       ModelInputs model_kwargs) {
+  GenerateOutput result;
+  const bool has_eos = !opt.eos_token_id.empty();
+  int64_t max_length = *opt.stopping_criteria.max_length;
+  int64_t batch_size = input_ids_in.size(0);
+  int64_t cur_len = initial_cur_len(input_ids_in, model_kwargs);
+  GrowingColumns input_ids(input_ids_in, max_length);
+  std::optional<GrowingColumns> attention_mask =
+      attention_mask_buffer(model_kwargs, input_ids_in, max_length, opt.is_encoder_decoder);
+  if (attention_mask) model_kwargs.attention_mask = attention_mask->view();
+
+  // keep track of which sequences are already finished
+  bool this_peer_finished = false;
+  at::Tensor unfinished_sequences = at::ones({batch_size}, input_ids_in.options().dtype(at::kLong));
+  model_kwargs.cache_position = at::arange(cur_len, input_ids_in.options().dtype(at::kLong));
+
+  while (!this_peer_finished) {
+    at::Tensor ids = input_ids.view();
+    // prepare model inputs; forward pass to get next token
+    ModelOutput outputs = model_step(model, ids, model_kwargs, opt);
+    at::Tensor next_token_logits = outputs.logits.select(1, -1);
+
+    // pre-process distribution
+    at::Tensor next_token_scores = apply_logits_processors(opt.logits_processor, ids, next_token_logits);
+    if (do_sample) next_token_scores = apply_logits_processors(opt.logits_warper, ids, next_token_scores);
+
+    // Store scores, attentions and hidden_states when required
+    store_step_outputs(result, opt, outputs, next_token_scores, next_token_logits);
+
+    at::Tensor next_tokens;
+    if (do_sample) {
+      // sample
+      at::Tensor probs = at::softmax(next_token_scores, -1);
+      next_tokens = at::multinomial(probs, 1, /*replacement=*/false, opt.generator).squeeze(1);
+    } else {
+      // argmax
+      next_tokens = at::argmax(next_token_scores, -1);
+    }
+
+    // finished sentences should have their next token be a padding token
+    if (has_eos) {
+      if (!opt.pad_token_id)
+        throw GenerationError("If `eos_token_id` is defined, make sure that `pad_token_id` is defined.");
+      next_tokens = next_tokens * unfinished_sequences + *opt.pad_token_id * (1 - unfinished_sequences);
+    }
+
+    // update generated ids, model inputs, and length for next step
+    input_ids.append(next_tokens);
+    if (streamer) streamer(next_tokens.cpu());
+    update_model_kwargs_for_generation(outputs, model_kwargs, opt.is_encoder_decoder,
+                                       attention_mask ? &*attention_mask : nullptr, max_length);
+
+    unfinished_sequences = unfinished_sequences & ~opt.stopping_criteria(input_ids.view());
+    this_peer_finished = unfinished_sequences.max().item<int64_t>() == 0;
+  }
+  result.sequences = input_ids.view().contiguous();
+  result.past_key_values = model_kwargs.past_key_values;
+  return result;
+}
+
+// _beam_search and _beam_sample: one loop; `do_sample` applies the warpers and samples 2 * num_beams candidates
+// instead of taking the top ones, and starts every beam at score 0.
+GenerateOutput beam_search_or_sample(PreTrainedModel& model, at::Tensor input_ids, BeamSearchScorer& beam_scorer,
+                                     bool do_sample, const LoopOptions& opt, ModelInputs model_kwargs) {
+  GenerateOutput result;
+  int64_t batch_size = beam_scorer.batch_size();
+  int64_t num_beams = beam_scorer.num_beams;
+  int64_t max_length = *opt.stopping_criteria.max_length;
+  int64_t batch_beam_size = input_ids.size(0);
+  int64_t cur_len = initial_cur_len(input_ids, model_kwargs);
+  model_kwargs.cache_position = at::arange(cur_len, input_ids.options().dtype(at::kLong));
+  if (num_beams * batch_size != batch_beam_size)
+    throw GenerationError("Batch dimension of `input_ids` should be " + std::to_string(num_beams * batch_size) +
+                          ", but is " + std::to_string(batch_beam_size) + ".");
+  std::optional<GrowingColumns> attention_mask =
+      attention_mask_buffer(model_kwargs, input_ids, max_length, opt.is_encoder_decoder);
+  if (attention_mask) model_kwargs.attention_mask = attention_mask->view();
+
+  std::optional<BeamIndices> beam_indices;
+  if (opt.output_scores) beam_indices = BeamIndices(batch_beam_size);
+
+  // initialise score of first beam with 0 and the rest with -1e9. This makes sure that only tokens
+  // of the first beam are considered to avoid sampling the exact same tokens across all beams.
+  at::Tensor beam_scores = at::zeros({batch_size, num_beams}, input_ids.options().dtype(at::kFloat));
+  if (!do_sample) beam_scores.narrow(1, 1, num_beams - 1).fill_(-1e9);
+  beam_scores = beam_scores.view({batch_size * num_beams});
+
+  bool this_peer_finished = false;
+  int64_t decoder_prompt_len = input_ids.size(-1);  // record the prompt length of decoder
+  const int64_t n_eos_tokens = static_cast<int64_t>(opt.eos_token_id.size());
+
+  while (!this_peer_finished) {
+    ModelOutput outputs = model_step(model, input_ids, model_kwargs, opt);
+    at::Tensor next_token_logits = outputs.logits.select(1, -1);
+    at::Tensor next_token_scores = at::log_softmax(next_token_logits, -1);  // (batch_size * num_beams, vocab_size)
+
+    at::Tensor next_token_scores_processed =
+        apply_logits_processors(opt.logits_processor, input_ids, next_token_scores);
+    if (do_sample)
+      next_token_scores_processed = apply_logits_processors(opt.logits_warper, input_ids, next_token_scores_processed);
+    next_token_scores = next_token_scores_processed + beam_scores.unsqueeze(1).expand_as(next_token_scores_processed);
+
+    // Store scores, attentions and hidden_states when required
+    store_step_outputs(result, opt, outputs, next_token_scores_processed, next_token_logits);
+
+    // reshape for beam search
+    int64_t vocab_size = next_token_scores.size(-1);
+    next_token_scores = next_token_scores.view({batch_size, num_beams * vocab_size});
+
+    at::Tensor next_tokens;
+    if (do_sample) {
+      at::Tensor probs = at::softmax(next_token_scores, -1);
+      next_tokens = at::multinomial(probs, 2 * num_beams, /*replacement=*/false, opt.generator);
+      next_token_scores = at::gather(next_token_scores, -1, next_tokens);
+      auto [sorted_scores, _indices] = at::sort(next_token_scores, /*dim=*/1, /*descending=*/true);
+      next_token_scores = sorted_scores;
+      next_tokens = at::gather(next_tokens, -1, _indices);
+    } else {
+      // Sample 1 + len(eos_token_id) next tokens for each beam so we have at least 1 non eos token per beam.
+      auto [top_scores, top_tokens] = at::topk(next_token_scores, std::max<int64_t>(2, 1 + n_eos_tokens) * num_beams,
+                                               /*dim=*/1, /*largest=*/true, /*sorted=*/true);
+      next_token_scores = top_scores;
+      next_tokens = top_tokens;
+    }
+    at::Tensor next_indices = at::div(next_tokens, vocab_size, "floor");
+    next_tokens = next_tokens % vocab_size;
+
+    // stateless
+    BeamSearchScorer::StepOutput beam_outputs =
+        beam_scorer.process(input_ids, next_token_scores, next_tokens, next_indices, opt.pad_token_id,
+                            opt.eos_token_id, beam_indices ? &*beam_indices : nullptr, decoder_prompt_len);
+    beam_scores = beam_outputs.next_beam_scores;
+    const at::Tensor& beam_next_tokens = beam_outputs.next_beam_tokens;
+    const at::Tensor& beam_idx = beam_outputs.next_beam_indices;
+
+    input_ids = at::cat({input_ids.index_select(0, beam_idx), beam_next_tokens.unsqueeze(-1)}, -1);
+
+    update_model_kwargs_for_generation(outputs, model_kwargs, opt.is_encoder_decoder,
+                                       attention_mask ? &*attention_mask : nullptr, max_length);
+    if (model_kwargs.past_key_values) model_kwargs.past_key_values->reorder_cache(beam_idx);
+
+    if (beam_indices) {
+      at::Tensor idx = beam_idx.to(at::kCPU, at::kLong).contiguous();
+      const int64_t* p = idx.data_ptr<int64_t>();
+      BeamIndices next(beam_indices->size());
+      for (size_t i = 0; i < next.size(); ++i) {
+        next[i] = (*beam_indices)[p[i]];
+        next[i].push_back(p[i]);
+      }
+      beam_indices = std::move(next);
+    }
+
+    // increase cur_len
+    cur_len = cur_len + 1;
+    if (beam_scorer.is_done() || opt.stopping_criteria(input_ids).all().item<bool>()) this_peer_finished = true;
+  }
+
+  BeamSearchScorer::FinalOutput sequence_outputs =
+      beam_scorer.finalize(input_ids, beam_scores, max_length, opt.pad_token_id, opt.eos_token_id,
+                           beam_indices ? &*beam_indices : nullptr, decoder_prompt_len);
+  result.sequences = sequence_outputs.sequences;
+  result.sequences_scores = sequence_outputs.sequence_scores;
+  result.beam_indices = sequence_outputs.beam_indices;
+  result.past_key_values = model_kwargs.past_key_values;
+  return result;
+}
+
+// ---- GenerationMixin helpers ----
+
+// _maybe_initialize_input_ids_for_generation (decoder-only part).
+at::Tensor maybe_initialize_input_ids_for_generation(const at::Tensor& inputs, std::optional<int64_t> bos_token_id,
+                                                     const ModelInputs& model_kwargs) {
+  if (inputs.defined()) return inputs;
+  // If there is some tensor in `model_kwargs`, we can infer the batch size from it.
+  int64_t batch_size = 1;
+  for (const at::Tensor* t : {&model_kwargs.attention_mask, &model_kwargs.inputs_embeds, &model_kwargs.position_ids,
+                              &model_kwargs.token_type_ids})
+    if (t->defined()) {
+      batch_size = t->size(0);
+      break;
+    }
+  auto options = at::TensorOptions(at::kLong);
+  if (model_kwargs.inputs_embeds.defined())
+    return at::ones({batch_size, 0}, options.device(model_kwargs.inputs_embeds.device()));
+  if (!bos_token_id) throw GenerationError("`bos_token_id` has to be defined when no `input_ids` are provided.");
+  return at::full({batch_size, 1}, *bos_token_id, options);
+}
+
+// _prepare_attention_mask_for_generation
+at::Tensor prepare_attention_mask_for_generation(const at::Tensor& inputs, std::optional<int64_t> pad_token_id,
+                                                 const std::optional<TokenIds>& eos_token_id) {
+  bool is_input_ids = inputs.dim() == 2 && (inputs.scalar_type() == at::kInt || inputs.scalar_type() == at::kLong);
+  bool is_pad_token_in_inputs = is_input_ids && pad_token_id && inputs.eq(*pad_token_id).any().item<bool>();
+  bool is_pad_token_not_equal_to_eos_token_id =
+      !eos_token_id || !pad_token_id ||
+      std::find(eos_token_id->begin(), eos_token_id->end(), *pad_token_id) == eos_token_id->end();
+  // Check if input is input_ids and padded -> only then is attention_mask defined
+  if (is_input_ids && is_pad_token_in_inputs && is_pad_token_not_equal_to_eos_token_id)
+    return inputs.ne(*pad_token_id).to(at::kLong);
+  return at::ones({inputs.size(0), inputs.size(1)}, inputs.options().dtype(at::kLong));
+}
+
+// _expand_inputs_for_generation: every batch tensor repeated `expand_size` times along dim 0 (not cache_position).
+void expand_inputs_for_generation(int64_t expand_size, bool is_encoder_decoder, at::Tensor& input_ids,
+                                  ModelInputs& model_kwargs) {
+  if (expand_size == 1) return;
+  auto expand = [expand_size](at::Tensor& t) {
+    if (t.defined()) t = t.repeat_interleave(expand_size, 0);
+  };
+  expand(input_ids);
+  expand(model_kwargs.input_ids);
+  expand(model_kwargs.attention_mask);
+  expand(model_kwargs.position_ids);
+  expand(model_kwargs.inputs_embeds);
+  expand(model_kwargs.token_type_ids);
+  expand(model_kwargs.labels);
+  // head_mask has no batch dimension ([layers, heads]): transformers would repeat it too, which cannot work.
+  for (auto& [name, t] : model_kwargs.extra) expand(t);
+  if (is_encoder_decoder) throw GenerationError("encoder-decoder generation is not supported yet");
+}
+
+c10::optional<at::Generator> sampling_generator(const GenerationConfig& config, const at::Device& device) {
+  if (!config.seed) return c10::nullopt;  // the default generator, as transformers without torch.manual_seed
+  if (device.is_cpu()) return at::make_generator<at::CPUGeneratorImpl>(*config.seed);
+  // Other devices: seed their default generator, as torch.manual_seed does.
+  at::Generator generator = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_current_seed(*config.seed);
+  return generator;
+}
+
+}  // namespace
+
+GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const GenerationConfig& config,
+                        const ModelInputs& kwargs, const TokenCallback& streamer) {
+  c10::InferenceMode inference_mode;
+  const bool is_encoder_decoder = model.config && model.config->is_encoder_decoder;
+
+  // 1. Handle `generation_config` and kwargs that might update it, and validate the `.generate()` call
+  if (!model.can_generate())
+    throw GenerationError(model.class_name + " cannot generate: it has no language modeling head with a "
+                          "prepare_inputs_for_generation (use a *ForCausalLM / *ForConditionalGeneration class).");
+  GenerationConfig generation_config = config;
+  validate_generation_config(generation_config);
+  ModelInputs model_kwargs = kwargs;
+
+  // 2. Set generation parameters if not already defined
+  if (!generation_config.pad_token_id && generation_config.eos_token_id && !generation_config.eos_token_id->empty())
+    generation_config.pad_token_id = generation_config.eos_token_id->front();
+
+  // 3. Define model inputs (_prepare_model_inputs)
+  std::string model_input_name = model.main_input_name;
+  at::Tensor inputs_tensor = inputs;
+  at::Tensor kwargs_input_ids;  // model_kwargs["input_ids"] when generating from inputs_embeds
+  if (model_input_name == "input_ids" && model_kwargs.input_ids.defined()) {
+    if (inputs_tensor.defined())
+      throw GenerationError("`inputs` were passed alongside `input_ids` in the model kwargs, which is not allowed. "
+                            "Pass one of them.");
+    inputs_tensor = model_kwargs.input_ids;
+  }
+  model_kwargs.input_ids = at::Tensor();
+  if (model_input_name == "input_ids" && model_kwargs.inputs_embeds.defined()) {
+    if (!is_encoder_decoder) {
+      // `input_ids` is moved to the model kwargs, so a few automations (like the creation of the attention mask)
+      // can rely on the actual model input.
+      kwargs_input_ids =
+          maybe_initialize_input_ids_for_generation(inputs_tensor, generation_config.bos_token_id, model_kwargs);
+    } else if (inputs_tensor.defined()) {
+      throw GenerationError("You passed `inputs_embeds` and `input_ids` to `generate()`. Please pick one.");
+    }
+    inputs_tensor = model_kwargs.inputs_embeds;
+    model_input_name = "inputs_embeds";
+  }
+  inputs_tensor =
+      maybe_initialize_input_ids_for_generation(inputs_tensor, generation_config.bos_token_id, model_kwargs);
+  int64_t batch_size = inputs_tensor.size(0);
+
+  // 4. Define other model kwargs
+  model_kwargs.output_attentions = generation_config.output_attentions;
+  model_kwargs.output_hidden_states = generation_config.output_hidden_states;
+  // decoder-only models with inputs_embeds forwarding must use caching (otherwise we can't detect whether we are
+  // generating the first new token or not, and we only want to use the embeddings for the first new token)
+  if (!is_encoder_decoder && model_input_name == "inputs_embeds") model_kwargs.use_cache = true;
+  else model_kwargs.use_cache = generation_config.use_cache;
+  bool requires_attention_mask = !model_kwargs.extra.count("encoder_outputs");
+  if (!model_kwargs.attention_mask.defined() && requires_attention_mask)
+    model_kwargs.attention_mask = prepare_attention_mask_for_generation(inputs_tensor, generation_config.pad_token_id,
+                                                                        generation_config.eos_token_id);
+  if (is_encoder_decoder)
+    // _prepare_encoder_decoder_kwargs_for_generation and _prepare_decoder_input_ids_for_generation go here.
+    throw GenerationError("generate(): encoder-decoder models (" + model.class_name + ") are not supported yet");
+
+  // 5. Prepare `input_ids` which will be used for auto-regressive generation
+  at::Tensor input_ids = model_input_name == "input_ids" ? inputs_tensor : kwargs_input_ids;
+  if (!input_ids.defined()) throw GenerationError("generate(): no input_ids (and no inputs_embeds) were given");
+  if (input_ids.dim() != 2)
+    throw GenerationError("generate(): input_ids must be 2-D [batch, seq], got " + std::to_string(input_ids.dim()) +
+                          "-D");
+
+  if (streamer && generation_config.num_beams > 1)
+    throw GenerationError("`streamer` cannot be used with beam search (yet!). Make sure that `num_beams` is set to 1.");
+  if (streamer) streamer(input_ids.cpu());
+
+  // 6. Prepare `max_length` depending on other stopping criteria (_prepare_generated_length).
+  int64_t input_ids_length = input_ids.size(-1);
+  if (generation_config.max_new_tokens) {
+    generation_config.max_length = *generation_config.max_new_tokens + input_ids_length;
+  } else if (model_input_name == "inputs_embeds" && input_ids_length != inputs_tensor.size(1)) {
+    // if both `inputs_embeds` and `input_ids` are passed, we do not correct the length
+    generation_config.max_length -= inputs_tensor.size(1);
+  }
+  if (generation_config.min_new_tokens) {
+    generation_config.min_length = *generation_config.min_new_tokens + input_ids_length;
+  } else if (model_input_name == "inputs_embeds" && input_ids_length != inputs_tensor.size(1)) {
+    generation_config.min_length = std::max<int64_t>(generation_config.min_length - inputs_tensor.size(1), 0);
+  }
+  if (generation_config.cache_implementation && *generation_config.cache_implementation == "static")
+    throw GenerationError("cache_implementation='static' is not supported yet by generate()");
+
+  // max_new_tokens == 0: nothing to generate (transformers rejects it in GenerationConfig.validate).
+  if (generation_config.max_new_tokens && *generation_config.max_new_tokens == 0) {
+    GenerateOutput result;
+    result.sequences = input_ids.repeat_interleave(generation_config.num_return_sequences, 0);
+    return result;
+  }
+  // _validate_generated_length
+  if (input_ids_length >= generation_config.max_length)
+    throw GenerationError("Input length of input_ids is " + std::to_string(input_ids_length) +
+                          ", but `max_length` is set to " + std::to_string(generation_config.max_length) +
+                          ". This can lead to unexpected behavior. You should consider increasing `max_length` or, "
+                          "better yet, setting `max_new_tokens`.");
+
+  // 7. determine generation mode
+  GenerationMode generation_mode = get_generation_mode(generation_config);
+  switch (generation_mode) {
+    case GenerationMode::kContrastiveSearch:
+      throw GenerationError("contrastive search (penalty_alpha > 0 with top_k > 1) is not supported yet by generate()");
+    case GenerationMode::kGroupBeamSearch:
+      throw GenerationError("group beam search (num_beam_groups > 1) is not supported yet by generate()");
+    case GenerationMode::kConstrainedBeamSearch:
+      throw GenerationError("constrained beam search (force_words_ids) is not supported yet by generate()");
+    case GenerationMode::kAssistedGeneration:
+      throw GenerationError("assisted generation (prompt_lookup_num_tokens) is not supported yet by generate()");
+    default:
+      break;
+  }
+
+  LoopOptions opt;
+  // 8. prepare distribution pre_processing samplers
+  opt.logits_processor = get_logits_processor(generation_config, input_ids_length, inputs_tensor);
+  // 9. prepare stopping criteria
+  opt.stopping_criteria.max_length = generation_config.max_length;
+  opt.stopping_criteria.max_time = generation_config.max_time;
+  opt.eos_token_id = generation_config.eos_ids();
+  if (generation_config.eos_token_id && !opt.eos_token_id.empty())
+    opt.stopping_criteria.eos_token_id = at::tensor(opt.eos_token_id, at::kLong).to(input_ids.device());
+  opt.pad_token_id = generation_config.pad_token_id;
+  opt.output_scores = generation_config.output_scores;
+  opt.output_logits = generation_config.output_logits.value_or(false);
+  opt.output_attentions = generation_config.output_attentions;
+  opt.output_hidden_states = generation_config.output_hidden_states;
+  opt.is_encoder_decoder = is_encoder_decoder;
+  // The loops only read the last position's logits: let the model compute no others.
+  model_kwargs.num_logits_to_keep = 1;
+
+  // 10. go into different generation modes
+  if (generation_mode == GenerationMode::kGreedySearch)
+    return greedy_search_or_sample(model, input_ids, /*do_sample=*/false, opt, streamer, std::move(model_kwargs));
+
+  if (generation_mode == GenerationMode::kSample) {
+    // 11. prepare logits warper
+    opt.logits_warper = get_logits_warper(generation_config);
+    opt.generator = sampling_generator(generation_config, input_ids.device());
+    // 12. expand input_ids with `num_return_sequences` additional sequences per batch
+    expand_inputs_for_generation(generation_config.num_return_sequences, is_encoder_decoder, input_ids, model_kwargs);
+    // 13. run sample
+    return greedy_search_or_sample(model, input_ids, /*do_sample=*/true, opt, streamer, std::move(model_kwargs));
+  }
+
+  // GenerationMode::kBeamSearch / kBeamSample
+  bool do_sample = generation_mode == GenerationMode::kBeamSample;
+  if (do_sample) {
+    opt.logits_warper = get_logits_warper(generation_config);
+    opt.generator = sampling_generator(generation_config, input_ids.device());
+  }
+  // 11. prepare beam search scorer
+  BeamSearchScorer beam_scorer(batch_size, generation_config.num_beams, generation_config.length_penalty,
+                               parse_early_stopping(generation_config.early_stopping),
+                               generation_config.num_return_sequences, generation_config.max_length);
+  // 12. interleave input_ids with `num_beams` additional sequences per batch
+  expand_inputs_for_generation(generation_config.num_beams, is_encoder_decoder, input_ids, model_kwargs);
+  // 13. run beam search
+  return beam_search_or_sample(model, input_ids, beam_scorer, do_sample, opt, std::move(model_kwargs));
+}
+
+}  // namespace transformers

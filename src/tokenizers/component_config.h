@@ -1,0 +1,42 @@
+// Reading one pipeline component ({"type": ..., ...}) of tokenizer.json, and the per-stage registries.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "transformers/errors.h"
+
+namespace transformers::tokenizers {
+
+using json = nlohmann::json;
+
+// `stage` names the component in messages: "normalizer", "pre_tokenizer", "model", ...
+std::string component_type(const json& config, const std::string& stage);
+bool bool_or(const json& config, const char* key, bool fallback);  // absent or null -> fallback
+std::string string_or(const json& config, const char* key, const std::string& fallback);
+// A "char" field of tokenizers (Metaspace replacement, Strip content): exactly one character.
+char32_t single_char(const json& config, const char* key, const std::string& stage);
+
+template <typename Base>
+using ComponentBuilder = std::unique_ptr<Base> (*)(const json& config);
+
+template <typename Base>
+using ComponentRegistry = std::map<std::string, ComponentBuilder<Base>>;
+
+// Looks the component's "type" up in `registry`; unknown types are an error, never skipped.
+template <typename Base>
+std::unique_ptr<Base> build_component(const ComponentRegistry<Base>& registry, const json& config,
+                                      const std::string& stage) {
+  const std::string type = component_type(config, stage);
+  const auto it = registry.find(type);
+  if (it == registry.end()) {
+    std::string supported;
+    for (const auto& entry : registry) supported += (supported.empty() ? "" : ", ") + entry.first;
+    throw TokenizerError("unsupported " + stage + " type '" + type + "' (supported: " + supported + ")");
+  }
+  return it->second(config);
+}
+
+}  // namespace transformers::tokenizers
