@@ -1,5 +1,8 @@
 // generate() against transformers 4.40.2 fixtures (shared/fixtures/hf), plus logits processors on hand-made tensors.
+#include "test_util.h"
+
 #include "transformers/auto.h"
+#include "transformers/case_runner.h"
 #include "transformers/errors.h"
 #include "transformers/generation.h"
 #include "transformers/safetensors.h"
@@ -8,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -73,17 +77,18 @@ struct LoadedCase {
   std::unique_ptr<safetensors::SafeOpen> tensors;
 };
 
+// `name` is a case folder name under shared/fixtures/hf or a full path. Each call loads the model afresh: dynamic
+// RoPE keeps state across calls, as in transformers, and each reference entry was made with a fresh model.
 LoadedCase& load_case(const std::string& name) {
   static std::map<std::string, LoadedCase> cache;
-  auto it = cache.find(name);
-  if (it != cache.end()) return it->second;
-  std::string dir = kFixtures + "/" + name;
+  std::string dir = name.find('/') == std::string::npos ? kFixtures + "/" + name : name;
   LoadedCase c;
   c.model = model_from_pretrained(dir + "/model", "LlamaForCausalLM");
   c.inputs = read_json(dir + "/inputs.json");
   c.expected = read_json(dir + "/expected.json");
   c.tensors = std::make_unique<safetensors::SafeOpen>(dir + "/expected.safetensors");
-  return cache.emplace(name, std::move(c)).first->second;
+  cache[name] = std::move(c);
+  return cache[name];
 }
 
 const json& generate_entry(const LoadedCase& c, const std::string& name) {
@@ -94,15 +99,12 @@ const json& generate_entry(const LoadedCase& c, const std::string& name) {
 
 GenerateOutput run_entry(LoadedCase& c, const std::string& name, GenerationConfig* config_out = nullptr,
                          const TokenCallback& streamer = {}) {
-  const json& entry = generate_entry(c, name);
-  at::Tensor input_ids = tensor_from(entry.at("inputs").at("input_ids"));
-  ModelInputs kwargs;
-  if (entry.at("inputs").contains("attention_mask"))
-    kwargs.attention_mask = tensor_from(entry["inputs"]["attention_mask"]);
-  GenerationConfig config = c.model->generation_config;
-  config.from_dict(entry.at("kwargs"), "generate kwargs", false);
-  if (config_out) *config_out = config;
-  return generate(*c.model, input_ids, config, kwargs, streamer);
+  if (config_out) {
+    *config_out = c.model->generation_config;
+    config_out->from_dict(generate_entry(c, name).at("kwargs"), "generate kwargs", false);
+  }
+  // The same path as `tfcpp generate --inputs`.
+  return run_generate_case(*c.model, c.inputs, name, streamer);
 }
 
 // ---- Fixture parity ----
@@ -154,12 +156,19 @@ TEST_P(GenerationFixture, MatchesTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Generation, GenerationFixture,
-                         ::testing::Values(FixtureParam{"llama-for-causal-lm", "greedy"},
-                                           FixtureParam{"llama-for-causal-lm-gqa", "greedy"},
-                                           FixtureParam{"llama-for-causal-lm-gqa", "beam"}),
+// Every generate entry of every llama-* case, shared and repo-made.
+std::vector<FixtureParam> fixture_entries() {
+  std::vector<FixtureParam> out;
+  for (const auto& dir : tfcpp_test::fixture_cases("llama-"))
+    for (const auto& entry : read_json(dir + "/inputs.json").value("generate", json::array()))
+      out.push_back({dir, entry.at("name").get<std::string>()});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Generation, GenerationFixture, ::testing::ValuesIn(fixture_entries()),
                          [](const ::testing::TestParamInfo<FixtureParam>& info) {
-                           std::string n = info.param.case_name + "_" + info.param.entry;
+                           std::string n = std::filesystem::path(info.param.case_name).filename().string() + "_" +
+                                           info.param.entry;
                            for (char& ch : n)
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return n;

@@ -17,17 +17,6 @@ using namespace tfcpp_test;
 
 namespace {
 
-// Case folders whose name starts with `prefix`, in ../shared/fixtures/hf and in the repo's tests/fixtures/hf.
-std::vector<std::string> cases_with_prefix(const std::string& prefix) {
-  std::vector<std::string> out;
-  for (const std::string& root : {shared_dir() + "/fixtures/hf", source_dir() + "/tests/fixtures/hf"})
-    for (const auto& entry : fs::directory_iterator(root))
-      if (entry.is_directory() && entry.path().filename().string().rfind(prefix, 0) == 0)
-        out.push_back(entry.path().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 FromPretrainedOptions options_from(const json& expected) {
   FromPretrainedOptions options;
   if (expected.contains("load") && expected["load"].contains("kwargs")) {
@@ -60,7 +49,7 @@ TEST_P(LlamaParity, ForwardMatchesTransformers) {
   EXPECT_GT(compared, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, LlamaParity, ::testing::ValuesIn(cases_with_prefix("llama-")),
+INSTANTIATE_TEST_SUITE_P(Fixtures, LlamaParity, ::testing::ValuesIn(fixture_cases("llama-")),
                          [](const auto& info) {
                            std::string n = fs::path(info.param).filename().string();
                            std::replace(n.begin(), n.end(), '-', '_');

@@ -61,6 +61,9 @@ inline std::map<std::string, at::Tensor> read_tensors(const std::string& path) {
   return out;
 }
 
+// Case folders whose name starts with `prefix`, in ../shared/fixtures/hf and in the repo's tests/fixtures/hf.
+std::vector<std::string> fixture_cases(const std::string& prefix);
+
 // Runs a shell command, returns (exit code, stdout).
 std::pair<int, std::string> run_command(const std::string& command);
 
