@@ -19,8 +19,8 @@ class Cache {
   virtual int64_t num_layers() const = 0;
   // Selects batch rows (beam search): every buffer is index_select'ed on dim 0.
   virtual void reorder_cache(const at::Tensor& beam_idx) = 0;
-  // ((key, value) per layer), each [B, H, T, D] — transformers' legacy tuple format.
-  virtual std::vector<std::pair<at::Tensor, at::Tensor>> to_legacy_cache() const = 0;
+  // Per layer (key, value[, cross key, cross value]), each [B, H, T, D] — transformers' legacy tuple format.
+  virtual std::vector<std::vector<at::Tensor>> to_legacy_cache() const = 0;
 };
 
 class DynamicCache : public Cache {
@@ -33,7 +33,7 @@ class DynamicCache : public Cache {
   int64_t get_seq_length(int64_t layer_idx = 0) const override;
   int64_t num_layers() const override { return static_cast<int64_t>(layers_.size()); }
   void reorder_cache(const at::Tensor& beam_idx) override;
-  std::vector<std::pair<at::Tensor, at::Tensor>> to_legacy_cache() const override;
+  std::vector<std::vector<at::Tensor>> to_legacy_cache() const override;
   // Reserve room for `tokens` positions in every layer that exists or is created later (avoids regrowth).
   void reserve(int64_t tokens) { reserve_ = tokens; }
 
@@ -44,6 +44,30 @@ class DynamicCache : public Cache {
   };
   std::vector<Layer> layers_;
   int64_t reserve_ = 0;
+};
+
+// Self-attention and cross-attention caches of an encoder-decoder (or cross-attending decoder) model. The legacy
+// format has four tensors per layer: self key, self value, cross key, cross value.
+class EncoderDecoderCache : public Cache {
+ public:
+  EncoderDecoderCache() : self_attention_cache(std::make_shared<DynamicCache>()),
+                          cross_attention_cache(std::make_shared<DynamicCache>()) {}
+  // Self-attention update (the Cache interface); cross-attention states go through cross_attention_cache.
+  std::pair<at::Tensor, at::Tensor> update(const at::Tensor& key_states, const at::Tensor& value_states,
+                                           int64_t layer_idx) override {
+    return self_attention_cache->update(key_states, value_states, layer_idx);
+  }
+  int64_t get_seq_length(int64_t layer_idx = 0) const override { return self_attention_cache->get_seq_length(layer_idx); }
+  int64_t num_layers() const override { return self_attention_cache->num_layers(); }
+  void reorder_cache(const at::Tensor& beam_idx) override {
+    self_attention_cache->reorder_cache(beam_idx);
+    cross_attention_cache->reorder_cache(beam_idx);
+  }
+  // Whether layer `layer_idx` already holds its (fixed) cross-attention keys/values.
+  bool has_cross(int64_t layer_idx) const { return cross_attention_cache->num_layers() > layer_idx; }
+  std::vector<std::vector<at::Tensor>> to_legacy_cache() const override;
+
+  std::shared_ptr<DynamicCache> self_attention_cache, cross_attention_cache;
 };
 
 }  // namespace transformers

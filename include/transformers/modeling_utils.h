@@ -13,6 +13,8 @@
 
 namespace transformers {
 
+struct ModelOutput;
+
 // The keyword arguments of a forward call. Families read the fields they support.
 struct ModelInputs {
   at::Tensor input_ids, attention_mask, position_ids, inputs_embeds, token_type_ids, head_mask, labels;
@@ -21,6 +23,10 @@ struct ModelInputs {
   std::optional<bool> use_cache, output_attentions, output_hidden_states;
   // Compute logits only for the last N positions (0 = all), as later transformers' num_logits_to_keep.
   int64_t num_logits_to_keep = 0;
+  // Encoder-decoder models and decoders with cross-attention.
+  at::Tensor decoder_input_ids, decoder_attention_mask, decoder_inputs_embeds, decoder_head_mask, cross_attn_head_mask;
+  at::Tensor encoder_hidden_states, encoder_attention_mask;
+  std::shared_ptr<ModelOutput> encoder_outputs;  // precomputed (generate runs the encoder once)
   std::map<std::string, at::Tensor> extra;  // family-specific tensors, by their transformers argument name
 };
 
@@ -29,7 +35,11 @@ struct ModelOutput {
   at::Tensor loss, logits, last_hidden_state, pooler_output;
   std::shared_ptr<Cache> past_key_values;
   std::vector<at::Tensor> hidden_states, attentions;
-  std::map<std::string, at::Tensor> extra;
+  // Encoder-decoder outputs (Seq2SeqLMOutput / Seq2SeqModelOutput) and cross-attention weights.
+  at::Tensor encoder_last_hidden_state;
+  std::vector<at::Tensor> encoder_hidden_states, encoder_attentions, decoder_hidden_states, decoder_attentions,
+      cross_attentions;
+  std::map<std::string, at::Tensor> extra;  // any other named output (start_logits, waveform, text_embeds, ...)
   // Every tensor under the fixture names: "logits", "hidden_states.0", "past_key_values.0.1", ...
   std::vector<std::pair<std::string, at::Tensor>> named_tensors() const;
 };

@@ -60,6 +60,9 @@ RuntimeInfo init_runtime(int threads) {
       info.warning = "OpenBLAS picked the " + info.blas_core +
                      " kernel on an AVX-512 CPU (5-6x slower GEMM); set OPENBLAS_CORETYPE=SkylakeX";
   }
+  if (info.warning.empty() && !std::getenv("OMP_WAIT_POLICY") && threads > 1)
+    info.warning = "OMP_WAIT_POLICY is not set: idle OpenMP threads spin and starve OpenBLAS (up to 10x slower on "
+                   "small models); export OMP_WAIT_POLICY=PASSIVE before starting the program";
   return info;
 }
 

@@ -52,10 +52,17 @@ void DynamicCache::reorder_cache(const at::Tensor& beam_idx) {
   }
 }
 
-std::vector<std::pair<at::Tensor, at::Tensor>> DynamicCache::to_legacy_cache() const {
-  std::vector<std::pair<at::Tensor, at::Tensor>> out;
+std::vector<std::vector<at::Tensor>> DynamicCache::to_legacy_cache() const {
+  std::vector<std::vector<at::Tensor>> out;
   for (const auto& layer : layers_)
-    out.emplace_back(layer.keys.narrow(2, 0, layer.length), layer.values.narrow(2, 0, layer.length));
+    out.push_back({layer.keys.narrow(2, 0, layer.length), layer.values.narrow(2, 0, layer.length)});
+  return out;
+}
+
+std::vector<std::vector<at::Tensor>> EncoderDecoderCache::to_legacy_cache() const {
+  auto out = self_attention_cache->to_legacy_cache();
+  auto cross = cross_attention_cache->to_legacy_cache();
+  for (size_t i = 0; i < out.size() && i < cross.size(); ++i) out[i].insert(out[i].end(), cross[i].begin(), cross[i].end());
   return out;
 }
 

@@ -51,13 +51,20 @@ std::vector<std::pair<std::string, at::Tensor>> ModelOutput::named_tensors() con
   add("pooler_output", pooler_output);
   if (past_key_values) {
     auto legacy = past_key_values->to_legacy_cache();
-    for (size_t i = 0; i < legacy.size(); ++i) {
-      add(fmt::format("past_key_values.{}.0", i), legacy[i].first);
-      add(fmt::format("past_key_values.{}.1", i), legacy[i].second);
-    }
+    for (size_t i = 0; i < legacy.size(); ++i)
+      for (size_t j = 0; j < legacy[i].size(); ++j) add(fmt::format("past_key_values.{}.{}", i, j), legacy[i][j]);
   }
-  for (size_t i = 0; i < hidden_states.size(); ++i) add(fmt::format("hidden_states.{}", i), hidden_states[i]);
-  for (size_t i = 0; i < attentions.size(); ++i) add(fmt::format("attentions.{}", i), attentions[i]);
+  auto add_all = [&](const char* name, const std::vector<at::Tensor>& list) {
+    for (size_t i = 0; i < list.size(); ++i) add(fmt::format("{}.{}", name, i), list[i]);
+  };
+  add_all("hidden_states", hidden_states);
+  add_all("attentions", attentions);
+  add("encoder_last_hidden_state", encoder_last_hidden_state);
+  add_all("encoder_hidden_states", encoder_hidden_states);
+  add_all("encoder_attentions", encoder_attentions);
+  add_all("decoder_hidden_states", decoder_hidden_states);
+  add_all("decoder_attentions", decoder_attentions);
+  add_all("cross_attentions", cross_attentions);
   for (const auto& [name, t] : extra) add(name, t);
   return out;
 }
