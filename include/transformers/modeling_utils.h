@@ -93,6 +93,9 @@ class PreTrainedModel : public nn::Module {
 
   // ---- Forward ----
   virtual ModelOutput forward(const ModelInputs& inputs) = 0;
+  // Runs a named method of the fixture contract: "forward", or e.g. "get_text_features", "hifi_gan.forward".
+  // Families with more entry points override this; ValueError names the supported methods otherwise.
+  virtual ModelOutput call_method(const std::string& method, const ModelInputs& inputs);
 
   // ---- Embeddings and tying ----
   virtual std::shared_ptr<nn::Embedding> get_input_embeddings();
@@ -104,11 +107,18 @@ class PreTrainedModel : public nn::Module {
   // The model the prefix names (self.model for LlamaForCausalLM), or this for a base model.
   PreTrainedModel* base_model();
 
+  // ---- Heads ----
+  // Prunes {layer: [heads]} of the base model; the union is recorded in config.pruned_heads, and post_init re-applies
+  // config.pruned_heads, so a saved pruned model loads with its pruned shapes.
+  void prune_heads(const std::map<int64_t, std::vector<int64_t>>& heads_to_prune);
+  // Family hook (transformers' _prune_heads on the base model): remove these heads from each layer's attention.
+  virtual void _prune_heads(const std::map<int64_t, std::vector<int64_t>>& heads_to_prune);
+
   // ---- Init ----
   // Weight init of one module (transformers' _init_weights), chosen by the family.
   virtual void _init_weights(torch::nn::Module& module) {}
   void init_weights();  // every module, then tie_weights
-  void post_init();     // called at the end of each family constructor
+  void post_init();     // end of each family constructor: re-apply pruned heads, init weights, tie
 
   // ---- Introspection ----
   int64_t num_parameters(bool only_trainable = false, bool exclude_embeddings = false) const;

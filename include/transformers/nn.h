@@ -76,6 +76,13 @@ class LayerNorm : public Module {
   at::Tensor weight, bias;
 };
 
+// pytorch_utils.prune_linear_layer, in place: keeps entries `index` of the weight along `dim` (0: outputs, 1: inputs).
+void prune_linear_layer(Linear& layer, const at::Tensor& index, int64_t dim = 0);
+// pytorch_utils.find_pruneable_heads_and_indices: (heads still to prune, kept indices of the n_heads*head_size dim).
+std::pair<std::set<int64_t>, at::Tensor> find_pruneable_heads_and_indices(const std::vector<int64_t>& heads,
+                                                                          int64_t n_heads, int64_t head_size,
+                                                                          const std::set<int64_t>& already_pruned);
+
 // ACT2FN: "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu"/"swish", "tanh", "sigmoid", "quick_gelu", ...
 // Throws ValueError listing the supported names.
 using Activation = at::Tensor (*)(const at::Tensor&);

@@ -11,7 +11,6 @@
 #include "transformers/tokenizer.h"
 
 #include <ATen/ATen.h>
-#include <CLI/CLI.hpp>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 
@@ -29,42 +28,56 @@ using namespace transformers;
 
 namespace {
 
-struct LoadFlags {
-  std::string model, class_name, dtype, variant, attn_implementation;
-  int threads = 0;
-
-  void add(CLI::App* cmd, bool class_required = false) {
-    cmd->add_option("--model,-m", model, "Model folder (config.json + weights)")->required();
-    auto* c = cmd->add_option("--class", class_name, "Model class, e.g. LlamaForCausalLM (default: from config.json)");
-    if (class_required) c->required();
-    cmd->add_option("--dtype", dtype, "float32 | bfloat16 | float16 | auto (default float32, as transformers)");
-    cmd->add_option("--variant", variant, "Weights variant: model.<variant>.safetensors");
-    cmd->add_option("--attn-implementation", attn_implementation, "eager | sdpa");
-    cmd->add_option("--threads,-t", threads, "Threads (default: TFCPP_NUM_THREADS or physical cores)");
-  }
-
-  std::shared_ptr<PreTrainedModel> load(const std::string& default_task, double* seconds = nullptr) const {
-    auto start = Clock::now();
-    FromPretrainedOptions options;
-    options.dtype = dtype;
-    options.variant = variant;
-    options.attn_implementation = attn_implementation;
-    std::string cls = class_name;
-    if (cls.empty()) {
-      auto config = AutoConfig::from_pretrained(model);
-      if (config->architectures && !config->architectures->empty()) cls = config->architectures->front();
-      else cls = class_for_task(config->model_type(), default_task);
-    }
-    auto loaded = model_from_pretrained(model, cls, options);
-    if (seconds) *seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    return loaded;
-  }
+struct RegisteredCommand {
+  std::string name, description;
+  CommandSetup setup;
 };
+
+std::vector<RegisteredCommand>& registry() {
+  static std::vector<RegisteredCommand> commands;
+  return commands;
+}
+
+}  // namespace
+
+bool register_command(const std::string& name, const std::string& description, CommandSetup setup) {
+  registry().push_back({name, description, std::move(setup)});
+  return true;
+}
+
+void LoadFlags::add(CLI::App* cmd, bool class_required) {
+  cmd->add_option("--model,-m", model, "Model folder (config.json + weights)")->required();
+  auto* c = cmd->add_option("--class", class_name, "Model class, e.g. LlamaForCausalLM (default: from config.json)");
+  if (class_required) c->required();
+  cmd->add_option("--dtype", dtype, "float32 | bfloat16 | float16 | auto (default float32, as transformers)");
+  cmd->add_option("--variant", variant, "Weights variant: model.<variant>.safetensors");
+  cmd->add_option("--attn-implementation", attn_implementation, "eager | sdpa");
+  cmd->add_option("--threads,-t", threads, "Threads (default: TFCPP_NUM_THREADS or physical cores)");
+}
+
+std::shared_ptr<PreTrainedModel> LoadFlags::load(const std::string& default_task, double* seconds) const {
+  auto start = Clock::now();
+  FromPretrainedOptions options;
+  options.dtype = dtype;
+  options.variant = variant;
+  options.attn_implementation = attn_implementation;
+  std::string cls = class_name;
+  if (cls.empty()) {
+    auto config = AutoConfig::from_pretrained(model);
+    if (config->architectures && !config->architectures->empty()) cls = config->architectures->front();
+    else cls = class_for_task(config->model_type(), default_task);
+  }
+  auto loaded = model_from_pretrained(model, cls, options);
+  if (seconds) *seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return loaded;
+}
 
 void setup_threads(int threads) {
   RuntimeInfo info = init_runtime(threads);
   if (!info.warning.empty()) std::fprintf(stderr, "warning: %s\n", info.warning.c_str());
 }
+
+namespace {
 
 int cmd_generate(const LoadFlags& flags, const std::string& prompt, const std::string& inputs, const std::string& name,
                  bool as_json, const json& overrides) {
@@ -243,6 +256,12 @@ int run_cli(int argc, char** argv) {
   save->add_option("--save-dtype", save_options.dtype, "Cast floating weights: float32 | bfloat16 | float16");
   save->add_option("--save-variant", save_options.variant, "Write model.<variant>.safetensors");
 
+  std::vector<std::pair<CLI::App*, std::function<int()>>> extra_commands;
+  for (const auto& command : registry()) {
+    CLI::App* sub = app.add_subcommand(command.name, command.description);
+    extra_commands.emplace_back(sub, command.setup(sub));
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -269,6 +288,8 @@ int run_cli(int argc, char** argv) {
   if (fwd->parsed()) return cmd_forward(fwd_flags, fwd_inputs, fwd_out);
   if (info->parsed()) return cmd_info(info_flags, info_json);
   if (save->parsed()) return cmd_save(save_flags, save_out, save_options);
+  for (auto& [sub, run] : extra_commands)
+    if (sub->parsed()) return run();
   if (bench->parsed()) {
     setup_threads(bench_flags.threads);
     bench_options.model = bench_flags.model;

@@ -98,11 +98,9 @@ std::vector<std::pair<std::string, at::Tensor>> run_forward_case(PreTrainedModel
   if (!inputs.contains("forward")) throw ValueError("inputs have no 'forward' entry");
   const json& entry = inputs["forward"];
   std::string method = entry.value("method", "forward");
-  if (method != "forward")
-    throw ValueError("method '" + method + "' is not supported by " + model.class_name + " (supported: forward)");
   ModelInputs in = model_inputs_from(entry, "forward");
   c10::InferenceMode guard;
-  return model.forward(in).named_tensors();
+  return model.call_method(method, in).named_tensors();
 }
 
 GenerateOutput run_generate_case(PreTrainedModel& model, const json& inputs, const std::string& name,

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace transformers::nn {
@@ -61,6 +62,31 @@ LayerNorm::LayerNorm(int64_t d, double e, bool with_bias) : dim(d), eps(e) {
 }
 
 at::Tensor LayerNorm::forward(const at::Tensor& x) const { return at::layer_norm(x, {dim}, weight, bias, eps); }
+
+void prune_linear_layer(Linear& layer, const at::Tensor& index, int64_t dim) {
+  at::NoGradGuard no_grad;
+  at::Tensor w = layer.weight.index_select(dim, index).clone().contiguous();
+  layer.replace_parameter("weight", w.set_requires_grad(layer.weight.requires_grad()));
+  if (layer.bias.defined() && dim == 0)
+    layer.replace_parameter("bias", layer.bias.index_select(0, index).clone().set_requires_grad(layer.bias.requires_grad()));
+  layer.out_features = layer.weight.size(0);
+  layer.in_features = layer.weight.size(1);
+}
+
+std::pair<std::set<int64_t>, at::Tensor> find_pruneable_heads_and_indices(const std::vector<int64_t>& heads,
+                                                                          int64_t n_heads, int64_t head_size,
+                                                                          const std::set<int64_t>& already_pruned) {
+  at::Tensor mask = at::ones({n_heads, head_size});
+  std::set<int64_t> to_prune;
+  for (int64_t h : heads)
+    if (!already_pruned.count(h)) to_prune.insert(h);
+  for (int64_t head : to_prune) {
+    int64_t shift = std::count_if(already_pruned.begin(), already_pruned.end(), [&](int64_t h) { return h < head; });
+    mask[head - shift].zero_();
+  }
+  at::Tensor flat = mask.view(-1).eq(1);
+  return {to_prune, at::arange(flat.numel(), at::kLong).masked_select(flat)};
+}
 
 namespace {
 

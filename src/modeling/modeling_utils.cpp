@@ -128,7 +128,27 @@ void PreTrainedModel::init_weights() {
   tie_weights();
 }
 
+void PreTrainedModel::prune_heads(const std::map<int64_t, std::vector<int64_t>>& heads_to_prune) {
+  for (const auto& [layer, heads] : heads_to_prune) {
+    std::set<int64_t> merged(heads.begin(), heads.end());
+    auto it = config->pruned_heads.find(layer);
+    if (it != config->pruned_heads.end()) merged.insert(it->second.begin(), it->second.end());
+    config->pruned_heads[layer] = std::vector<int64_t>(merged.begin(), merged.end());
+  }
+  PreTrainedModel* base = base_model();
+  base->_prune_heads(heads_to_prune);
+}
+
+void PreTrainedModel::_prune_heads(const std::map<int64_t, std::vector<int64_t>>&) {
+  throw ValueError(class_name + " does not support prune_heads");
+}
+
 void PreTrainedModel::post_init() {
+  // init_weights in transformers prunes first; the heads a checkpoint was saved without come back pruned.
+  if (!config->pruned_heads.empty() && base_model() == this) {
+    at::NoGradGuard no_grad;
+    _prune_heads(config->pruned_heads);
+  }
   if (!NoInitWeights::active()) init_weights();
   else tie_weights();
   if (name_or_path.empty()) name_or_path = config->name_or_path;
@@ -178,6 +198,11 @@ int64_t PreTrainedModel::get_memory_footprint() const {
   for (const auto& [name, t] : state_dict())
     if (seen.insert(t.unsafeGetTensorImpl()).second) bytes += t.numel() * static_cast<int64_t>(t.element_size());
   return bytes;
+}
+
+ModelOutput PreTrainedModel::call_method(const std::string& method, const ModelInputs& inputs) {
+  if (method == "forward") return forward(inputs);
+  throw ValueError("method '" + method + "' is not supported by " + class_name + " (supported: forward)");
 }
 
 ModelInputs PreTrainedModel::prepare_inputs_for_generation(const at::Tensor& input_ids, const ModelInputs& kwargs) {
