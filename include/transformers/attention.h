@@ -16,9 +16,14 @@ struct AttentionArgs {
   double dropout = 0.0;        // applied only when `training`
   bool training = false;
   bool output_attentions = false;
+  // Causal masking done by the implementation itself (flash_attention_2; queries aligned to the last keys). The
+  // eager and sdpa paths get causality through `mask` instead.
+  bool is_causal = false;
 };
 
 // q [B, H, Tq, D], k/v [B, H, Tk, D] (already repeated for GQA), mask additive [B, 1|H, Tq, Tk] or undefined.
+// For "flash_attention_2" the mask is transformers' 2-D padding mask [B, Tk] (1 = attend) or undefined, and
+// causality comes from args.is_causal: the T×T score matrix is never built.
 // Returns (attn_output [B, H, Tq, D], attn_weights [B, H, Tq, Tk] or undefined).
 using AttentionFunction = std::function<std::pair<at::Tensor, at::Tensor>(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, const AttentionArgs& args)>;

@@ -2,6 +2,7 @@
 // own file (TFCPP_REGISTER_*), so nothing here names a family.
 #pragma once
 
+#include "transformers/errors.h"
 #include "transformers/modeling_utils.h"
 
 namespace transformers {

@@ -147,6 +147,8 @@ class PretrainedConfig {
 
   // Reads a dict (config.json content). `source` names the file in errors.
   void from_dict(json dict, const std::string& source = "<dict>");
+  // Sets the keys present in `partial` (transformers names or aliases), keeping everything else.
+  void update(const json& partial, const std::string& source = "<update>");
   json to_dict() const;
   // What save_pretrained writes: keys that differ from PretrainedConfig() or from this class's defaults,
   // plus every key the base class does not know.

@@ -18,13 +18,30 @@ struct GenerateOutput {
   at::Tensor beam_indices;             // beam search with output_scores
   // output_attentions / output_hidden_states: per step, the model's per-layer tensors.
   std::vector<std::vector<at::Tensor>> attentions, hidden_states;
+  // Encoder-decoder models (GenerateEncoderDecoderOutput): the encoder's per-layer tensors (run once), and per step
+  // the decoder's; `attentions` / `hidden_states` stay empty.
+  std::vector<at::Tensor> encoder_attentions, encoder_hidden_states;
+  std::vector<std::vector<at::Tensor>> decoder_attentions, cross_attentions, decoder_hidden_states;
   std::shared_ptr<Cache> past_key_values;  // the cache after the last step (use_cache)
-  // "sequences", "sequences_scores", "scores.N", "logits.N", "beam_indices"
+  // Other named outputs of a model's own generate (Clvp: speech_ids, logits_per_text, ...).
+  std::map<std::string, at::Tensor> extra;
+  // "sequences", "sequences_scores", "scores.N", "logits.N", "beam_indices", "attentions.S.L", "hidden_states.S.L",
+  // "encoder_attentions.L", "encoder_hidden_states.L", "decoder_attentions.S.L", "cross_attentions.S.L",
+  // "decoder_hidden_states.S.L", then `extra` by name
   std::vector<std::pair<std::string, at::Tensor>> named_tensors() const;
 };
 
 // Called once with the prompt ids [B, T] and then after each step with the new ids [B] (transformers' streamer.put).
 using TokenCallback = std::function<void(const at::Tensor& ids)>;
+
+// A model whose class overrides generate() as a whole (transformers: ClvpModelForConditionalGeneration.generate).
+// generate() below hands such a model the call.
+class CustomGenerate {
+ public:
+  virtual ~CustomGenerate() = default;
+  virtual GenerateOutput generate(const at::Tensor& inputs, const GenerationConfig& config,
+                                  const ModelInputs& model_kwargs, const TokenCallback& streamer) = 0;
+};
 
 // Logits processor: (input_ids [N, T], scores [N, V]) -> scores.
 using LogitsProcessor = std::function<at::Tensor(const at::Tensor& input_ids, const at::Tensor& scores)>;
@@ -73,6 +90,9 @@ LogitsProcessor ForceTokensLogitsProcessor(std::vector<std::pair<int64_t, int64_
 // Deviations from transformers: max_new_tokens == 0 returns the prompt (expanded by num_return_sequences) instead of
 // raising; scores/logits are collected whenever output_scores/output_logits is set (return_dict_in_generate is
 // implied), and beam search always returns sequences_scores. Runs under c10::InferenceMode.
+// Encoder-decoder models (config.is_encoder_decoder): `input_ids` (or model_kwargs.inputs_embeds) feed the encoder,
+// which runs once unless model_kwargs.encoder_outputs is given; the decoder starts from model_kwargs.decoder_input_ids
+// (decoder_start_token_id prepended when missing) or decoder_start_token_id, and `sequences` are decoder ids.
 GenerateOutput generate(PreTrainedModel& model, const at::Tensor& input_ids, const GenerationConfig& config,
                         const ModelInputs& model_kwargs = {}, const TokenCallback& streamer = {});
 

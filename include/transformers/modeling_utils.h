@@ -107,12 +107,33 @@ class PreTrainedModel : public nn::Module {
   // The model the prefix names (self.model for LlamaForCausalLM), or this for a base model.
   PreTrainedModel* base_model();
 
+  // ---- Vocabulary ----
+  // Resizes the input embeddings (and an untied output head) to `new_num_tokens` rows, rounded up to a multiple of
+  // `pad_to_multiple_of`; old rows are copied, new rows initialised by _init_weights; config vocab_size updated and
+  // weights re-tied. Both unset: returns the embeddings unchanged.
+  std::shared_ptr<nn::Embedding> resize_token_embeddings(std::optional<int64_t> new_num_tokens,
+                                                         std::optional<int64_t> pad_to_multiple_of = std::nullopt);
+
   // ---- Heads ----
   // Prunes {layer: [heads]} of the base model; the union is recorded in config.pruned_heads, and post_init re-applies
   // config.pruned_heads, so a saved pruned model loads with its pruned shapes.
   void prune_heads(const std::map<int64_t, std::vector<int64_t>>& heads_to_prune);
   // Family hook (transformers' _prune_heads on the base model): remove these heads from each layer's attention.
   virtual void _prune_heads(const std::map<int64_t, std::vector<int64_t>>& heads_to_prune);
+
+  // ---- Attention and training ----
+  // _autoset_attn_implementation: an explicit request wins (ValueError if this family does not support it);
+  // otherwise sdpa where the family supports it and libtorch has a fused kernel (2.x), else eager.
+  void set_attn_implementation(const std::string& requested);
+  // Recompute each layer's activations in backward (ValueError if !supports_gradient_checkpointing).
+  // use_cache is forced off while training with it.
+  void gradient_checkpointing_enable();
+  void gradient_checkpointing_disable();
+  bool is_gradient_checkpointing() const { return gradient_checkpointing; }
+  // Makes the input embeddings' output require grad, so checkpointed layers get gradients with frozen embeddings.
+  void enable_input_require_grads();
+  void disable_input_require_grads();
+  bool gradient_checkpointing = false;
 
   // ---- Init ----
   // Weight init of one module (transformers' _init_weights), chosen by the family.
@@ -129,6 +150,9 @@ class PreTrainedModel : public nn::Module {
   std::vector<std::pair<std::string, at::Tensor>> state_dict() const;
 
   // ---- Loading / saving ----
+  // Family hook, run by load_state_dict before checkpoint keys are matched: a family whose parameter layout depends
+  // on how the checkpoint was saved (weight norm: weight_g/weight_v) adapts itself to `checkpoint` (keys renamed).
+  virtual void _prepare_for_checkpoint(const std::vector<std::pair<std::string, at::Tensor>>& checkpoint) {}
   // Loads a checkpoint folder (config already applied) into this model; transformers' key semantics.
   LoadingInfo load_pretrained_weights(const std::string& dir, const FromPretrainedOptions& options);
   // Loads tensors by key, with the prefix rules of _load_pretrained_model. `source` names files in errors.
@@ -139,6 +163,12 @@ class PreTrainedModel : public nn::Module {
 
   // Generation hooks (families that can generate override these).
   virtual ModelInputs prepare_inputs_for_generation(const at::Tensor& input_ids, const ModelInputs& kwargs);
+  // Encoder-decoder models: the encoder generate() runs once (get_encoder); null for other models.
+  virtual std::shared_ptr<PreTrainedModel> get_encoder() { return nullptr; }
+  // Beam search: selects the cache rows of the surviving beams (_reorder_cache; by default Cache.reorder_cache).
+  virtual void _reorder_cache(Cache& past_key_values, const at::Tensor& beam_idx) {
+    past_key_values.reorder_cache(beam_idx);
+  }
 
   // The loading report of the last from_pretrained.
   LoadingInfo loading_info;

@@ -64,6 +64,7 @@ class Embedding : public Module {
   int64_t num_embeddings, embedding_dim;
   std::optional<int64_t> padding_idx;
   at::Tensor weight;
+  bool output_requires_grad = false;  // enable_input_require_grads
 };
 
 // torch.nn.LayerNorm (elementwise affine, optional bias).

@@ -107,7 +107,10 @@ std::shared_ptr<PreTrainedModel> model_from_pretrained(const std::string& path, 
 
 std::shared_ptr<PreTrainedModel> model_from_config(std::shared_ptr<PretrainedConfig> config,
                                                    const std::string& class_name) {
-  return entry_for(class_name).factory(std::move(config));
+  std::string requested = config->attn_implementation_internal;
+  auto model = entry_for(class_name).factory(std::move(config));
+  model->set_attn_implementation(requested);
+  return model;
 }
 
 }  // namespace transformers

@@ -36,5 +36,7 @@ bool register_command(const std::string& name, const std::string& description, C
 #define TFCPP_CLI_CONCAT_INNER(a, b) a##b
 #define TFCPP_CLI_CONCAT(a, b) TFCPP_CLI_CONCAT_INNER(a, b)
 // In a src/cli/*.cpp file: TFCPP_CLI_COMMAND("vocode", "Units to a WAV file", [](CLI::App* cmd) { ...; return run; });
-#define TFCPP_CLI_COMMAND(name, description, setup) \
-  static const bool TFCPP_CLI_CONCAT(tfcpp_cli_registered_, __LINE__) = ::tfcpp::register_command(name, description, setup)
+// (Variadic so a lambda with commas in it can be passed directly.)
+#define TFCPP_CLI_COMMAND(name, description, ...)                   \
+  static const bool TFCPP_CLI_CONCAT(tfcpp_cli_registered_, __LINE__) = \
+      ::tfcpp::register_command(name, description, __VA_ARGS__)

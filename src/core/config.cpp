@@ -172,6 +172,21 @@ void PretrainedConfig::from_dict(json dict, const std::string& source) {
   post_read(source);
 }
 
+void PretrainedConfig::update(const json& partial, const std::string& source) {
+  if (!partial.is_object()) throw ConfigError(source + ": update expects a JSON object");
+  json dict = to_dict();
+  for (const auto& [attr, stored] : attribute_map()) dict.erase(attr);
+  for (auto& [key, value] : partial.items()) {
+    auto attrs = attribute_map();
+    auto alias = attrs.find(key);
+    dict[alias == attrs.end() ? key : alias->second] = value;
+  }
+  std::string keep_name = name_or_path, keep_attn = attn_implementation_internal;
+  from_dict(dict, source);
+  name_or_path = keep_name;
+  attn_implementation_internal = keep_attn;
+}
+
 json PretrainedConfig::to_dict() const {
   json out = extra;
   auto* self = const_cast<PretrainedConfig*>(this);

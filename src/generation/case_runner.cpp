@@ -76,6 +76,13 @@ ModelInputs model_inputs_from(const json& entry, const std::string& what) {
       else if (name == "token_type_ids") in.token_type_ids = t;
       else if (name == "head_mask") in.head_mask = t;
       else if (name == "labels") in.labels = t;
+      else if (name == "decoder_input_ids") in.decoder_input_ids = t;
+      else if (name == "decoder_attention_mask") in.decoder_attention_mask = t;
+      else if (name == "decoder_inputs_embeds") in.decoder_inputs_embeds = t;
+      else if (name == "decoder_head_mask") in.decoder_head_mask = t;
+      else if (name == "cross_attn_head_mask") in.cross_attn_head_mask = t;
+      else if (name == "encoder_hidden_states") in.encoder_hidden_states = t;
+      else if (name == "encoder_attention_mask") in.encoder_attention_mask = t;
       else in.extra[name] = t;
     }
   }
@@ -126,6 +133,9 @@ json generate_output_to_json(const GenerateOutput& output) {
   json out;
   out["sequences"] = tensor_to_json(output.sequences);
   if (output.sequences_scores.defined()) out["sequences_scores"] = tensor_to_json(output.sequences_scores.to(at::kDouble));
+  // A model's own generate (Clvp: speech_ids, logits_per_text, ...).
+  for (const auto& [name, t] : output.extra)
+    out[name] = tensor_to_json(at::isFloatingType(t.scalar_type()) ? t.to(at::kDouble) : t);
   return out;
 }
 

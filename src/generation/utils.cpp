@@ -28,6 +28,19 @@ std::vector<std::pair<std::string, at::Tensor>> GenerateOutput::named_tensors() 
   for (size_t s = 0; s < hidden_states.size(); ++s)
     for (size_t l = 0; l < hidden_states[s].size(); ++l)
       out.emplace_back("hidden_states." + std::to_string(s) + "." + std::to_string(l), hidden_states[s][l]);
+  for (size_t l = 0; l < encoder_attentions.size(); ++l)
+    out.emplace_back("encoder_attentions." + std::to_string(l), encoder_attentions[l]);
+  for (size_t l = 0; l < encoder_hidden_states.size(); ++l)
+    out.emplace_back("encoder_hidden_states." + std::to_string(l), encoder_hidden_states[l]);
+  auto add_steps = [&out](const char* name, const std::vector<std::vector<at::Tensor>>& steps) {
+    for (size_t s = 0; s < steps.size(); ++s)
+      for (size_t l = 0; l < steps[s].size(); ++l)
+        out.emplace_back(std::string(name) + "." + std::to_string(s) + "." + std::to_string(l), steps[s][l]);
+  };
+  add_steps("decoder_attentions", decoder_attentions);
+  add_steps("cross_attentions", cross_attentions);
+  add_steps("decoder_hidden_states", decoder_hidden_states);
+  for (const auto& [name, t] : extra) out.emplace_back(name, t);
   return out;
 }
 
@@ -439,6 +452,14 @@ void store_step_outputs(GenerateOutput& result, const LoopOptions& opt, const Mo
                         const at::Tensor& scores, const at::Tensor& raw_logits) {
   if (opt.output_scores) result.scores.push_back(scores);
   if (opt.output_logits) result.logits.push_back(raw_logits);
+  if (opt.is_encoder_decoder) {
+    if (opt.output_attentions) {
+      result.decoder_attentions.push_back(outputs.decoder_attentions);
+      result.cross_attentions.push_back(outputs.cross_attentions);
+    }
+    if (opt.output_hidden_states) result.decoder_hidden_states.push_back(outputs.decoder_hidden_states);
+    return;
+  }
   if (opt.output_attentions) result.attentions.push_back(outputs.attentions);
   if (opt.output_hidden_states) result.hidden_states.push_back(outputs.hidden_states);
 }
@@ -457,8 +478,11 @@ void update_model_kwargs_for_generation(const ModelOutput& outputs, ModelInputs&
   // update past_key_values
   bool first = !model_kwargs.past_key_values;
   model_kwargs.past_key_values = outputs.past_key_values;
-  if (first)
+  if (first) {
     if (auto* cache = dynamic_cast<DynamicCache*>(model_kwargs.past_key_values.get())) cache->reserve(max_length);
+    if (auto* cache = dynamic_cast<EncoderDecoderCache*>(model_kwargs.past_key_values.get()))
+      cache->self_attention_cache->reserve(max_length);
+  }
   // update token_type_ids with last value
   if (model_kwargs.token_type_ids.defined()) {
     const at::Tensor& token_type_ids = model_kwargs.token_type_ids;
@@ -475,10 +499,9 @@ void update_model_kwargs_for_generation(const ModelOutput& outputs, ModelInputs&
     }
   } else {
     // update decoder attention mask
-    auto it = model_kwargs.extra.find("decoder_attention_mask");
-    if (it != model_kwargs.extra.end()) {
-      const at::Tensor& mask = it->second;
-      it->second = at::cat({mask, at::ones({mask.size(0), 1}, mask.options())}, -1);
+    if (model_kwargs.decoder_attention_mask.defined()) {
+      const at::Tensor& mask = model_kwargs.decoder_attention_mask;
+      model_kwargs.decoder_attention_mask = at::cat({mask, at::ones({mask.size(0), 1}, mask.options())}, -1);
     }
   }
   if (model_kwargs.cache_position.defined()) {
@@ -644,7 +667,7 @@ GenerateOutput beam_search_or_sample(PreTrainedModel& model, at::Tensor input_id
 
     update_model_kwargs_for_generation(outputs, model_kwargs, opt.is_encoder_decoder,
                                        attention_mask ? &*attention_mask : nullptr, max_length);
-    if (model_kwargs.past_key_values) model_kwargs.past_key_values->reorder_cache(beam_idx);
+    if (model_kwargs.past_key_values) model._reorder_cache(*model_kwargs.past_key_values, beam_idx);
 
     if (beam_indices) {
       at::Tensor idx = beam_idx.to(at::kCPU, at::kLong).contiguous();
@@ -674,10 +697,16 @@ GenerateOutput beam_search_or_sample(PreTrainedModel& model, at::Tensor input_id
 
 // ---- GenerationMixin helpers ----
 
-// _maybe_initialize_input_ids_for_generation (decoder-only part).
+// _maybe_initialize_input_ids_for_generation
 at::Tensor maybe_initialize_input_ids_for_generation(const at::Tensor& inputs, std::optional<int64_t> bos_token_id,
-                                                     const ModelInputs& model_kwargs) {
+                                                     const ModelInputs& model_kwargs, bool is_encoder_decoder) {
   if (inputs.defined()) return inputs;
+  const auto& encoder_outputs = model_kwargs.encoder_outputs;
+  if (is_encoder_decoder && encoder_outputs && encoder_outputs->last_hidden_state.defined()) {
+    // make dummy input_ids with value -100, as a sanity check ensuring that they won't be used for encoding
+    const at::Tensor& last = encoder_outputs->last_hidden_state;
+    return at::full({last.size(0), last.size(1)}, -100, at::TensorOptions(at::kLong).device(last.device()));
+  }
   // If there is some tensor in `model_kwargs`, we can infer the batch size from it.
   int64_t batch_size = 1;
   for (const at::Tensor* t : {&model_kwargs.attention_mask, &model_kwargs.inputs_embeds, &model_kwargs.position_ids,
@@ -721,9 +750,94 @@ void expand_inputs_for_generation(int64_t expand_size, bool is_encoder_decoder, 
   expand(model_kwargs.inputs_embeds);
   expand(model_kwargs.token_type_ids);
   expand(model_kwargs.labels);
-  // head_mask has no batch dimension ([layers, heads]): transformers would repeat it too, which cannot work.
+  expand(model_kwargs.decoder_input_ids);
+  expand(model_kwargs.decoder_attention_mask);
+  expand(model_kwargs.decoder_inputs_embeds);
+  expand(model_kwargs.encoder_hidden_states);
+  expand(model_kwargs.encoder_attention_mask);
+  // head masks have no batch dimension ([layers, heads]): transformers would repeat them too, which cannot work.
   for (auto& [name, t] : model_kwargs.extra) expand(t);
-  if (is_encoder_decoder) throw GenerationError("encoder-decoder generation is not supported yet");
+  if (is_encoder_decoder) {
+    if (!model_kwargs.encoder_outputs)
+      throw GenerationError("If `is_encoder_decoder` is True, make sure that `encoder_outputs` is defined.");
+    // Only the tensor fields of the encoder output are expanded (its per-layer tuples are not), as transformers.
+    auto encoder_outputs = std::make_shared<ModelOutput>(*model_kwargs.encoder_outputs);
+    expand(encoder_outputs->last_hidden_state);
+    expand(encoder_outputs->pooler_output);
+    for (auto& [name, t] : encoder_outputs->extra) expand(t);
+    model_kwargs.encoder_outputs = encoder_outputs;
+  }
+}
+
+// _prepare_encoder_decoder_kwargs_for_generation: runs the encoder once; its output goes to
+// model_kwargs.encoder_outputs. Decoder-only arguments (decoder_*, cross_attn*, use_cache) are not passed.
+void prepare_encoder_decoder_kwargs_for_generation(PreTrainedModel& model, const at::Tensor& inputs_tensor,
+                                                   ModelInputs& model_kwargs, const std::string& model_input_name) {
+  // 1. get encoder
+  std::shared_ptr<PreTrainedModel> encoder = model.get_encoder();
+  if (!encoder)
+    throw GenerationError(model.class_name + " is an encoder-decoder model (config.is_encoder_decoder) but has no "
+                          "encoder (get_encoder)");
+  // 2. Prepare encoder args and encoder kwargs from model kwargs.
+  ModelInputs encoder_kwargs;
+  encoder_kwargs.attention_mask = model_kwargs.attention_mask;
+  encoder_kwargs.head_mask = model_kwargs.head_mask;
+  encoder_kwargs.token_type_ids = model_kwargs.token_type_ids;
+  encoder_kwargs.position_ids = model_kwargs.position_ids;
+  encoder_kwargs.inputs_embeds = model_kwargs.inputs_embeds;
+  encoder_kwargs.output_attentions = model_kwargs.output_attentions;
+  encoder_kwargs.output_hidden_states = model_kwargs.output_hidden_states;
+  for (const auto& [name, t] : model_kwargs.extra)
+    if (name.rfind("decoder_", 0) != 0 && name.rfind("cross_attn", 0) != 0) encoder_kwargs.extra[name] = t;
+  // 3. make sure that encoder returns `ModelOutput`
+  if (model_input_name == "inputs_embeds") encoder_kwargs.inputs_embeds = inputs_tensor;
+  else if (model_input_name == "input_ids") encoder_kwargs.input_ids = inputs_tensor;
+  else encoder_kwargs.extra[model_input_name] = inputs_tensor;
+  model_kwargs.encoder_outputs = std::make_shared<ModelOutput>(encoder->forward(encoder_kwargs));
+}
+
+// _prepare_decoder_input_ids_for_generation: the decoder prompt, starting with decoder_start_token_id.
+at::Tensor prepare_decoder_input_ids_for_generation(PreTrainedModel& model, int64_t batch_size,
+                                                    const std::string& model_input_name, ModelInputs& model_kwargs,
+                                                    const GenerationConfig& generation_config,
+                                                    const at::Device& device) {
+  // 1. Check whether the user has defined `decoder_input_ids` manually. To facilitate in terms of input naming,
+  // we also allow the user to pass it under `input_ids`, if the encoder does not use it as the main input.
+  at::Tensor decoder_input_ids;
+  if (model_kwargs.decoder_input_ids.defined()) {
+    decoder_input_ids = model_kwargs.decoder_input_ids;
+    model_kwargs.decoder_input_ids = at::Tensor();
+  } else if (model_kwargs.input_ids.defined() && model_input_name != "input_ids") {
+    decoder_input_ids = model_kwargs.input_ids;
+    model_kwargs.input_ids = at::Tensor();
+  }
+  // 2. Encoder-decoder models expect the `decoder_input_ids` to start with a special token. Let's ensure that.
+  // (_get_decoder_start_token_id)
+  std::optional<int64_t> decoder_start_token_id = generation_config.decoder_start_token_id;
+  if (!decoder_start_token_id) decoder_start_token_id = model.generation_config.decoder_start_token_id;
+  if (!decoder_start_token_id) decoder_start_token_id = generation_config.bos_token_id;
+  if (!decoder_start_token_id) decoder_start_token_id = model.generation_config.bos_token_id;
+  if (!decoder_start_token_id)
+    throw GenerationError("`decoder_start_token_id` or `bos_token_id` has to be defined for encoder-decoder "
+                          "generation.");
+  at::Tensor decoder_input_ids_start =
+      at::full({batch_size, 1}, *decoder_start_token_id, at::TensorOptions(at::kLong).device(device));
+  // no user input -> use decoder_start_token_id as decoder_input_ids
+  if (!decoder_input_ids.defined()) return decoder_input_ids_start;
+  if (decoder_input_ids.dim() != 2 || decoder_input_ids.size(0) != batch_size)
+    throw GenerationError("decoder_input_ids must be [batch, seq] with batch " + std::to_string(batch_size) +
+                          ", got " + c10::str(decoder_input_ids.sizes()));
+  // user input but doesn't start with decoder_start_token_id -> prepend decoder_start_token_id (and adjust
+  // decoder_attention_mask if provided)
+  if (decoder_input_ids.size(1) == 0 ||
+      decoder_input_ids.select(1, 0).ne(*decoder_start_token_id).all().item<bool>()) {
+    decoder_input_ids = at::cat({decoder_input_ids_start, decoder_input_ids.to(at::kLong)}, -1);
+    if (model_kwargs.decoder_attention_mask.defined()) {
+      const at::Tensor& mask = model_kwargs.decoder_attention_mask;
+      model_kwargs.decoder_attention_mask = at::cat({at::ones({mask.size(0), 1}, mask.options()), mask}, -1);
+    }
+  }
+  return decoder_input_ids;
 }
 
 c10::optional<at::Generator> sampling_generator(const GenerationConfig& config, const at::Device& device) {
@@ -741,6 +855,7 @@ c10::optional<at::Generator> sampling_generator(const GenerationConfig& config, 
 GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const GenerationConfig& config,
                         const ModelInputs& kwargs, const TokenCallback& streamer) {
   c10::InferenceMode inference_mode;
+  if (auto* custom = dynamic_cast<CustomGenerate*>(&model)) return custom->generate(inputs, config, kwargs, streamer);
   const bool is_encoder_decoder = model.config && model.config->is_encoder_decoder;
 
   // 1. Handle `generation_config` and kwargs that might update it, and validate the `.generate()` call
@@ -770,16 +885,16 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
     if (!is_encoder_decoder) {
       // `input_ids` is moved to the model kwargs, so a few automations (like the creation of the attention mask)
       // can rely on the actual model input.
-      kwargs_input_ids =
-          maybe_initialize_input_ids_for_generation(inputs_tensor, generation_config.bos_token_id, model_kwargs);
+      kwargs_input_ids = maybe_initialize_input_ids_for_generation(inputs_tensor, generation_config.bos_token_id,
+                                                                   model_kwargs, is_encoder_decoder);
     } else if (inputs_tensor.defined()) {
       throw GenerationError("You passed `inputs_embeds` and `input_ids` to `generate()`. Please pick one.");
     }
     inputs_tensor = model_kwargs.inputs_embeds;
     model_input_name = "inputs_embeds";
   }
-  inputs_tensor =
-      maybe_initialize_input_ids_for_generation(inputs_tensor, generation_config.bos_token_id, model_kwargs);
+  inputs_tensor = maybe_initialize_input_ids_for_generation(inputs_tensor, generation_config.bos_token_id,
+                                                            model_kwargs, is_encoder_decoder);
   int64_t batch_size = inputs_tensor.size(0);
 
   // 4. Define other model kwargs
@@ -789,16 +904,21 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
   // generating the first new token or not, and we only want to use the embeddings for the first new token)
   if (!is_encoder_decoder && model_input_name == "inputs_embeds") model_kwargs.use_cache = true;
   else model_kwargs.use_cache = generation_config.use_cache;
-  bool requires_attention_mask = !model_kwargs.extra.count("encoder_outputs");
+  bool requires_attention_mask = !model_kwargs.encoder_outputs && !model_kwargs.extra.count("encoder_outputs");
   if (!model_kwargs.attention_mask.defined() && requires_attention_mask)
     model_kwargs.attention_mask = prepare_attention_mask_for_generation(inputs_tensor, generation_config.pad_token_id,
                                                                         generation_config.eos_token_id);
-  if (is_encoder_decoder)
-    // _prepare_encoder_decoder_kwargs_for_generation and _prepare_decoder_input_ids_for_generation go here.
-    throw GenerationError("generate(): encoder-decoder models (" + model.class_name + ") are not supported yet");
+  if (is_encoder_decoder && !model_kwargs.encoder_outputs)
+    // if model is encoder decoder encoder_outputs are created and added to `model_kwargs`
+    prepare_encoder_decoder_kwargs_for_generation(model, inputs_tensor, model_kwargs, model_input_name);
 
   // 5. Prepare `input_ids` which will be used for auto-regressive generation
-  at::Tensor input_ids = model_input_name == "input_ids" ? inputs_tensor : kwargs_input_ids;
+  at::Tensor input_ids;
+  if (is_encoder_decoder)
+    input_ids = prepare_decoder_input_ids_for_generation(model, batch_size, model_input_name, model_kwargs,
+                                                         generation_config, inputs_tensor.device());
+  else
+    input_ids = model_input_name == "input_ids" ? inputs_tensor : kwargs_input_ids;
   if (!input_ids.defined()) throw GenerationError("generate(): no input_ids (and no inputs_embeds) were given");
   if (input_ids.dim() != 2)
     throw GenerationError("generate(): input_ids must be 2-D [batch, seq], got " + std::to_string(input_ids.dim()) +
@@ -812,13 +932,15 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
   int64_t input_ids_length = input_ids.size(-1);
   if (generation_config.max_new_tokens) {
     generation_config.max_length = *generation_config.max_new_tokens + input_ids_length;
-  } else if (model_input_name == "inputs_embeds" && input_ids_length != inputs_tensor.size(1)) {
+  } else if (model_input_name == "inputs_embeds" && input_ids_length != inputs_tensor.size(1) &&
+             !is_encoder_decoder) {
     // if both `inputs_embeds` and `input_ids` are passed, we do not correct the length
     generation_config.max_length -= inputs_tensor.size(1);
   }
   if (generation_config.min_new_tokens) {
     generation_config.min_length = *generation_config.min_new_tokens + input_ids_length;
-  } else if (model_input_name == "inputs_embeds" && input_ids_length != inputs_tensor.size(1)) {
+  } else if (model_input_name == "inputs_embeds" && input_ids_length != inputs_tensor.size(1) &&
+             !is_encoder_decoder) {
     generation_config.min_length = std::max<int64_t>(generation_config.min_length - inputs_tensor.size(1), 0);
   }
   if (generation_config.cache_implementation && *generation_config.cache_implementation == "static")
@@ -832,7 +954,8 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
   }
   // _validate_generated_length
   if (input_ids_length >= generation_config.max_length)
-    throw GenerationError("Input length of input_ids is " + std::to_string(input_ids_length) +
+    throw GenerationError(std::string("Input length of ") + (is_encoder_decoder ? "decoder_input_ids" : "input_ids") +
+                          " is " + std::to_string(input_ids_length) +
                           ", but `max_length` is set to " + std::to_string(generation_config.max_length) +
                           ". This can lead to unexpected behavior. You should consider increasing `max_length` or, "
                           "better yet, setting `max_new_tokens`.");
@@ -870,9 +993,20 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
   // The loops only read the last position's logits: let the model compute no others.
   model_kwargs.num_logits_to_keep = 1;
 
+  // if model is an encoder-decoder, retrieve encoder attention weights and hidden states (not expanded)
+  const std::shared_ptr<ModelOutput> encoder_outputs = is_encoder_decoder ? model_kwargs.encoder_outputs : nullptr;
+  auto with_encoder_outputs = [&](GenerateOutput result) {
+    if (encoder_outputs) {
+      if (generation_config.output_attentions) result.encoder_attentions = encoder_outputs->attentions;
+      if (generation_config.output_hidden_states) result.encoder_hidden_states = encoder_outputs->hidden_states;
+    }
+    return result;
+  };
+
   // 10. go into different generation modes
   if (generation_mode == GenerationMode::kGreedySearch)
-    return greedy_search_or_sample(model, input_ids, /*do_sample=*/false, opt, streamer, std::move(model_kwargs));
+    return with_encoder_outputs(
+        greedy_search_or_sample(model, input_ids, /*do_sample=*/false, opt, streamer, std::move(model_kwargs)));
 
   if (generation_mode == GenerationMode::kSample) {
     // 11. prepare logits warper
@@ -881,7 +1015,8 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
     // 12. expand input_ids with `num_return_sequences` additional sequences per batch
     expand_inputs_for_generation(generation_config.num_return_sequences, is_encoder_decoder, input_ids, model_kwargs);
     // 13. run sample
-    return greedy_search_or_sample(model, input_ids, /*do_sample=*/true, opt, streamer, std::move(model_kwargs));
+    return with_encoder_outputs(
+        greedy_search_or_sample(model, input_ids, /*do_sample=*/true, opt, streamer, std::move(model_kwargs)));
   }
 
   // GenerationMode::kBeamSearch / kBeamSample
@@ -897,7 +1032,8 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
   // 12. interleave input_ids with `num_beams` additional sequences per batch
   expand_inputs_for_generation(generation_config.num_beams, is_encoder_decoder, input_ids, model_kwargs);
   // 13. run beam search
-  return beam_search_or_sample(model, input_ids, beam_scorer, do_sample, opt, std::move(model_kwargs));
+  return with_encoder_outputs(
+      beam_search_or_sample(model, input_ids, beam_scorer, do_sample, opt, std::move(model_kwargs)));
 }
 
 }  // namespace transformers

@@ -53,7 +53,9 @@ Embedding::Embedding(int64_t num, int64_t dim, std::optional<int64_t> pad)
 }
 
 at::Tensor Embedding::forward(const at::Tensor& ids) const {
-  return at::embedding(weight, ids, padding_idx.value_or(-1));
+  at::Tensor out = at::embedding(weight, ids, padding_idx.value_or(-1));
+  if (output_requires_grad && at::GradMode::is_enabled() && !out.requires_grad()) out.requires_grad_(true);
+  return out;
 }
 
 LayerNorm::LayerNorm(int64_t d, double e, bool with_bias) : dim(d), eps(e) {

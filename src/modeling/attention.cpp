@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include <limits>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -39,9 +40,68 @@ std::pair<at::Tensor, at::Tensor> sdpa_attention(const at::Tensor& q, const at::
   return {compat::scaled_dot_product_attention(q, k, v, mask, dropout, false, args.scaling), at::Tensor()};
 }
 
+// Tiled attention with an online softmax (FlashAttention-2's schedule on CPU): per block of queries, a running max
+// and sum over blocks of keys; scores exist only as [B, H, block, block]. Padded query rows come out as zeros.
+std::pair<at::Tensor, at::Tensor> flash_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                  const at::Tensor& mask, const AttentionArgs& args) {
+  const int64_t tq = q.size(2), tk = k.size(2);
+  const int64_t offset = tk - tq;  // bottom-right causal alignment: query i sees keys <= offset + i
+  auto float_opts = q.options().dtype(at::kFloat);
+  if (mask.defined() && mask.dim() != 2)
+    throw ValueError("flash_attention_2 expects a 2-D padding mask [batch, keys], got " + std::to_string(mask.dim()) + "-D");
+  if (args.output_attentions) {
+    // Weights were asked for: the eager path with the equivalent additive mask.
+    at::Tensor additive = at::zeros({q.size(0), 1, tq, tk}, float_opts);
+    if (args.is_causal) {
+      at::Tensor causal = at::ones({tq, tk}, float_opts.dtype(at::kBool)).triu(offset + 1);
+      additive.masked_fill_(causal, std::numeric_limits<float>::lowest());
+    }
+    if (mask.defined()) additive.masked_fill_(mask.eq(0).view({q.size(0), 1, 1, tk}), std::numeric_limits<float>::lowest());
+    return eager_attention(q, k, v, additive.to(q.scalar_type()), args);
+  }
+  constexpr int64_t kBlock = 128;
+  at::Tensor key_bias;  // [B, 1, 1, Tk]: 0 or -inf
+  if (mask.defined()) {
+    key_bias = at::zeros({mask.size(0), 1, 1, tk}, float_opts)
+                   .masked_fill_(mask.narrow(-1, mask.size(-1) - tk, tk).eq(0).view({mask.size(0), 1, 1, tk}), -INFINITY);
+  }
+  at::Tensor out = at::empty_like(q);
+  at::Tensor scaled_q = q.to(at::kFloat).mul(args.scaling);
+  at::Tensor kf = k.to(at::kFloat), vf = v.to(at::kFloat);
+  for (int64_t q0 = 0; q0 < tq; q0 += kBlock) {
+    const int64_t bq = std::min(kBlock, tq - q0);
+    at::Tensor qb = scaled_q.narrow(2, q0, bq);
+    at::Tensor m = at::full({q.size(0), q.size(1), bq, 1}, -INFINITY, float_opts);
+    at::Tensor l = at::zeros({q.size(0), q.size(1), bq, 1}, float_opts);
+    at::Tensor acc = at::zeros({q.size(0), q.size(1), bq, q.size(3)}, float_opts);
+    const int64_t k_end = args.is_causal ? std::min(tk, offset + q0 + bq) : tk;
+    for (int64_t k0 = 0; k0 < k_end; k0 += kBlock) {
+      const int64_t bk = std::min(kBlock, k_end - k0);
+      at::Tensor s = at::matmul(qb, kf.narrow(2, k0, bk).transpose(2, 3));  // [B, H, bq, bk]
+      if (key_bias.defined()) s.add_(key_bias.narrow(3, k0, bk));
+      if (args.is_causal && k0 + bk - 1 > offset + q0) {
+        at::Tensor rows = at::arange(q0, q0 + bq, float_opts.dtype(at::kLong)).unsqueeze(1) + offset;
+        at::Tensor cols = at::arange(k0, k0 + bk, float_opts.dtype(at::kLong)).unsqueeze(0);
+        s.masked_fill_(cols.gt(rows), -INFINITY);
+      }
+      at::Tensor m_new = at::maximum(m, std::get<0>(s.max(-1, true)));
+      at::Tensor safe_m = at::where(at::isinf(m_new), at::zeros_like(m_new), m_new);  // all-masked rows so far
+      at::Tensor p = at::exp(s - safe_m);
+      at::Tensor alpha = at::exp(m - safe_m);
+      l = l * alpha + p.sum(-1, true);
+      acc = acc * alpha + at::matmul(p, vf.narrow(2, k0, bk));
+      m = m_new;
+    }
+    at::Tensor block = at::where(l.gt(0), acc / l, at::zeros_like(acc));
+    out.narrow(2, q0, bq).copy_(block.to(q.scalar_type()));
+  }
+  return {out, at::Tensor()};
+}
+
 bool register_builtin() {
   registry()["eager"] = eager_attention;
   registry()["sdpa"] = sdpa_attention;
+  registry()["flash_attention_2"] = flash_attention;
   return true;
 }
 const bool builtin_registered = register_builtin();

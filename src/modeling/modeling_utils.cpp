@@ -1,6 +1,8 @@
 // Port of transformers/modeling_utils.py (4.40): PreTrainedModel loading/saving semantics.
 #include "transformers/modeling_utils.h"
 
+#include "transformers/attention.h"
+#include "transformers/compat.h"
 #include "transformers/errors.h"
 #include "transformers/safetensors.h"
 
@@ -128,6 +130,79 @@ void PreTrainedModel::init_weights() {
   tie_weights();
 }
 
+std::shared_ptr<nn::Embedding> PreTrainedModel::resize_token_embeddings(std::optional<int64_t> new_num_tokens,
+                                                                       std::optional<int64_t> pad_to_multiple_of) {
+  at::NoGradGuard no_grad;
+  auto old_embeddings = get_input_embeddings();
+  if (!new_num_tokens && !pad_to_multiple_of) return old_embeddings;
+  // _get_resized_embeddings
+  if (pad_to_multiple_of) {
+    if (*pad_to_multiple_of <= 0)
+      throw ValueError("pad_to_multiple_of must be a positive integer, got " + std::to_string(*pad_to_multiple_of));
+    int64_t n = new_num_tokens.value_or(old_embeddings->num_embeddings);
+    new_num_tokens = (n + *pad_to_multiple_of - 1) / *pad_to_multiple_of * *pad_to_multiple_of;
+  }
+  if (*new_num_tokens <= 0) throw ValueError("new_num_tokens must be positive, got " + std::to_string(*new_num_tokens));
+  const int64_t old_num_tokens = old_embeddings->num_embeddings, dim = old_embeddings->embedding_dim;
+  const int64_t copy = std::min(old_num_tokens, *new_num_tokens);
+  if (old_num_tokens != *new_num_tokens) {
+    // transformers builds a plain nn.Embedding(new, dim): no padding_idx.
+    auto resized = std::make_shared<nn::Embedding>(*new_num_tokens, dim);
+    resized->weight.set_data(at::empty({*new_num_tokens, dim}, old_embeddings->weight.options()));
+    _init_weights(*resized);
+    resized->weight.narrow(0, 0, copy).copy_(old_embeddings->weight.narrow(0, 0, copy));
+    set_input_embeddings(resized);
+    // An untied head follows (_get_resized_lm_head).
+    auto old_head = get_output_embeddings();
+    if (old_head && !config->tie_word_embeddings && old_head->out_features != *new_num_tokens) {
+      auto head = std::make_shared<nn::Linear>(old_head->in_features, *new_num_tokens, old_head->bias.defined());
+      head->weight.set_data(at::empty({*new_num_tokens, old_head->in_features}, old_head->weight.options()));
+      if (head->bias.defined()) head->bias.set_data(at::empty({*new_num_tokens}, old_head->bias.options()));
+      _init_weights(*head);
+      int64_t rows = std::min(old_head->out_features, *new_num_tokens);
+      head->weight.narrow(0, 0, rows).copy_(old_head->weight.narrow(0, 0, rows));
+      if (head->bias.defined()) head->bias.narrow(0, 0, rows).copy_(old_head->bias.narrow(0, 0, rows));
+      set_output_embeddings(head);
+    }
+  }
+  config->update({{"vocab_size", *new_num_tokens}});
+  tie_weights();
+  return get_input_embeddings();
+}
+
+void PreTrainedModel::set_attn_implementation(const std::string& requested) {
+  std::string impl = requested;
+  if (impl.empty()) {
+#if TFCPP_TORCH_AT_LEAST(2, 1)
+    impl = _supports_sdpa ? "sdpa" : "eager";
+#else
+    impl = "eager";  // 1.13 has no fused SDPA kernel; transformers 4.40 picks eager there too
+#endif
+  }
+  if (impl == "sdpa" && !_supports_sdpa)
+    throw ValueError(class_name + " does not support an attention implementation through "
+                     "torch.nn.functional.scaled_dot_product_attention yet; use attn_implementation=\"eager\"");
+  if (impl == "flash_attention_2" && !_supports_flash_attn_2)
+    throw ValueError(class_name + " does not support Flash Attention 2.0 yet; use attn_implementation=\"eager\"");
+  attention_function(impl);  // unknown names: ValueError listing the registered ones
+  config->attn_implementation_internal = impl;
+}
+
+void PreTrainedModel::gradient_checkpointing_enable() {
+  if (!supports_gradient_checkpointing)
+    throw ValueError(class_name + " does not support gradient checkpointing.");
+  for (const auto& [name, module] : all_modules(*this))
+    if (auto* model = dynamic_cast<PreTrainedModel*>(module)) model->gradient_checkpointing = true;
+}
+
+void PreTrainedModel::gradient_checkpointing_disable() {
+  for (const auto& [name, module] : all_modules(*this))
+    if (auto* model = dynamic_cast<PreTrainedModel*>(module)) model->gradient_checkpointing = false;
+}
+
+void PreTrainedModel::enable_input_require_grads() { get_input_embeddings()->output_requires_grad = true; }
+void PreTrainedModel::disable_input_require_grads() { get_input_embeddings()->output_requires_grad = false; }
+
 void PreTrainedModel::prune_heads(const std::map<int64_t, std::vector<int64_t>>& heads_to_prune) {
   for (const auto& [layer, heads] : heads_to_prune) {
     std::set<int64_t> merged(heads.begin(), heads.end());
@@ -230,6 +305,7 @@ LoadingInfo PreTrainedModel::load_state_dict(const std::vector<std::pair<std::st
     }
     tensors.emplace_back(fixed, t);
   }
+  _prepare_for_checkpoint(tensors);
 
   auto model_state = state_dict();
   std::unordered_map<std::string, at::Tensor> model_tensors(model_state.begin(), model_state.end());
@@ -547,7 +623,8 @@ std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path, c
     for (auto& [k, v] : options.config_overrides.items()) dict[k] = v;
   config->from_dict(dict, (fs::path(path) / "config.json").string());
   config->name_or_path = path;
-  if (!options.attn_implementation.empty()) config->attn_implementation_internal = options.attn_implementation;
+  const std::string requested_attn =
+      !options.attn_implementation.empty() ? options.attn_implementation : config->attn_implementation_internal;
   c10::ScalarType dtype = resolve_dtype(options.dtype, *config, path, options.variant);
 
   std::shared_ptr<PreTrainedModel> model;
@@ -557,6 +634,7 @@ std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path, c
     model = factory(config);
   }
   model->name_or_path = path;
+  model->set_attn_implementation(requested_attn);
   model->load_pretrained_weights(path, options);
   model->eval();
   if (model->can_generate() && fs::exists(fs::path(path) / "generation_config.json"))

@@ -79,9 +79,9 @@ class LlamaAttention : public nn::Module {
                                             bool output_attentions);
   std::shared_ptr<nn::Linear> q_proj, k_proj, v_proj, o_proj;
   std::shared_ptr<LlamaRotaryEmbedding> rotary_emb;
+  const LlamaConfig* config;  // owned by the model; _attn_implementation is read per call (it can be switched)
   int64_t layer_idx, hidden_size, num_heads, head_dim, num_key_value_heads, num_key_value_groups;
   double attention_dropout;
-  AttentionFunction attention;
 };
 
 class LlamaDecoderLayer : public nn::Module {

@@ -3,6 +3,7 @@
 
 #include "transformers/auto.h"
 #include "transformers/errors.h"
+#include "transformers/gradient_checkpointing.h"
 
 #include <ATen/ATen.h>
 
@@ -131,14 +132,14 @@ at::Tensor LlamaMLP::forward(const at::Tensor& x) const {
 }
 
 LlamaAttention::LlamaAttention(const LlamaConfig& config, int64_t idx)
-    : layer_idx(idx),
+    : config(&config),
+      layer_idx(idx),
       hidden_size(config.hidden_size),
       num_heads(config.num_attention_heads),
       head_dim(config.hidden_size / config.num_attention_heads),
       num_key_value_heads(config.kv_heads()),
       num_key_value_groups(config.num_attention_heads / config.kv_heads()),
-      attention_dropout(config.attention_dropout),
-      attention(attention_function(config._attn_implementation())) {
+      attention_dropout(config.attention_dropout) {
   bool bias = config.attention_bias;
   q_proj = register_module("q_proj", std::make_shared<nn::Linear>(hidden_size, num_heads * head_dim, bias));
   k_proj = register_module("k_proj", std::make_shared<nn::Linear>(hidden_size, num_key_value_heads * head_dim, bias));
@@ -178,6 +179,8 @@ std::pair<at::Tensor, at::Tensor> LlamaAttention::forward(const at::Tensor& hidd
   args.dropout = attention_dropout;
   args.training = is_training();
   args.output_attentions = output_attentions;
+  args.is_causal = true;
+  const AttentionFunction& attention = attention_function(config->_attn_implementation());
   auto [attn_output, attn_weights] = attention(query_states, key_states, value_states, mask, args);
 
   attn_output = attn_output.transpose(1, 2).contiguous().reshape({bsz, q_len, hidden_size});
@@ -213,7 +216,7 @@ LlamaPreTrainedModel::LlamaPreTrainedModel(std::shared_ptr<LlamaConfig> config, 
   base_model_prefix = "model";
   supports_gradient_checkpointing = true;
   _no_split_modules = {"LlamaDecoderLayer"};
-  _supports_flash_attn_2 = false;
+  _supports_flash_attn_2 = true;
   _supports_sdpa = true;
 }
 
@@ -245,6 +248,8 @@ void LlamaModel::set_input_embeddings(std::shared_ptr<nn::Embedding> value) {
 
 at::Tensor LlamaModel::update_causal_mask(const at::Tensor& attention_mask, const at::Tensor& input_tensor,
                                           const at::Tensor& cache_position, int64_t past_seen_tokens) const {
+  if (cfg()._attn_implementation() == "flash_attention_2")
+    return attention_mask.defined() && attention_mask.eq(0).any().item<bool>() ? attention_mask : at::Tensor();
   auto dtype = input_tensor.scalar_type();
   double min_dtype = dtype == at::kBFloat16 ? -3.3895313892515355e+38
                      : dtype == at::kDouble ? std::numeric_limits<double>::lowest()
@@ -282,6 +287,8 @@ ModelOutput LlamaModel::forward(const ModelInputs& in) {
   bool output_attentions = in.output_attentions.value_or(c.output_attentions);
   bool output_hidden_states = in.output_hidden_states.value_or(c.output_hidden_states);
   bool use_cache = in.use_cache.value_or(c.use_cache);
+  const bool checkpointing = gradient_checkpointing && is_training();
+  if (checkpointing) use_cache = false;  // transformers: "`use_cache=True` is incompatible with gradient checkpointing"
   if (in.input_ids.defined() == in.inputs_embeds.defined())
     throw ValueError("You cannot specify both input_ids and inputs_embeds at the same time, and must specify either one");
   if (in.input_ids.defined() && in.input_ids.dim() != 2)
@@ -307,6 +314,15 @@ ModelOutput LlamaModel::forward(const ModelInputs& in) {
   at::Tensor hidden_states = inputs_embeds;
   for (const auto& layer : *layers) {
     if (output_hidden_states) out.hidden_states.push_back(hidden_states);
+    if (checkpointing && !output_attentions) {
+      // By value: the recomputation runs in backward, after this frame is gone.
+      hidden_states = checkpoint(
+          [layer, causal_mask, position_ids](const at::Tensor& h) {
+            return layer->forward(h, causal_mask, position_ids, nullptr, false).first;
+          },
+          hidden_states);
+      continue;
+    }
     auto [h, weights] = layer->forward(hidden_states, causal_mask, position_ids, use_cache ? cache.get() : nullptr,
                                        output_attentions);
     hidden_states = h;

@@ -1,0 +1,207 @@
+// PreTrainedModel operations on Llama: resize_token_embeddings, attention dispatch (eager == sdpa == flash),
+// gradient checkpointing, prune_heads support errors.
+#include "test_util.h"
+
+#include "transformers/attention.h"
+#include "transformers/auto.h"
+#include "transformers/errors.h"
+#include "transformers/models/llama.h"
+
+#include <c10/core/InferenceMode.h>
+
+using namespace transformers;
+using namespace tfcpp_test;
+
+namespace {
+
+std::shared_ptr<LlamaConfig> tiny_llama(bool tie) {
+  auto config = std::make_shared<LlamaConfig>();
+  config->vocab_size = 50;
+  config->hidden_size = 16;
+  config->intermediate_size = 24;
+  config->num_hidden_layers = 2;
+  config->num_attention_heads = 4;
+  config->num_key_value_heads = 2;
+  config->max_position_embeddings = 256;
+  config->tie_word_embeddings = tie;
+  config->pad_token_id = 0;
+  return config;
+}
+
+at::Tensor ids() { return at::tensor({1, 5, 9, 33, 2, 17, 40}, at::kLong).unsqueeze(0); }
+
+at::Tensor logits_of(PreTrainedModel& model, const at::Tensor& input_ids, const at::Tensor& mask = {}) {
+  c10::InferenceMode guard;
+  ModelInputs in;
+  in.input_ids = input_ids;
+  in.attention_mask = mask;
+  return model.forward(in).logits;
+}
+
+class ModelingUtilsResize : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ModelingUtilsResize, GrowAndShrinkKeepOldRows) {
+  const bool tie = GetParam();
+  torch::manual_seed(0);
+  auto model = std::make_shared<LlamaForCausalLM>(tiny_llama(tie));
+  at::Tensor before = logits_of(*model, ids());
+  at::Tensor old_embed = model->model->embed_tokens->weight.clone();
+  at::Tensor old_head = model->lm_head->weight.clone();
+
+  auto embeddings = model->resize_token_embeddings(60);
+  EXPECT_EQ(embeddings->weight.size(0), 60);
+  EXPECT_EQ(std::dynamic_pointer_cast<LlamaConfig>(model->config)->vocab_size, 60);
+  EXPECT_EQ(model->lm_head->weight.size(0), 60);
+  EXPECT_EQ(model->lm_head->weight.is_same(model->model->embed_tokens->weight), tie);
+  EXPECT_TRUE(at::equal(embeddings->weight.narrow(0, 0, 50), old_embed));
+  EXPECT_TRUE(at::equal(model->lm_head->weight.narrow(0, 0, 50), old_head));
+  // New rows come from _init_weights (normal(0, 0.02)), not zeros or garbage.
+  double std = embeddings->weight.narrow(0, 50, 10).std().item<double>();
+  EXPECT_GT(std, 0.005);
+  EXPECT_LT(std, 0.05);
+  // Logits of the old vocabulary are unchanged.
+  EXPECT_LT(max_abs_diff(logits_of(*model, ids()).narrow(-1, 0, 50), before), 1e-6);
+
+  model->resize_token_embeddings(std::nullopt, 64);
+  EXPECT_EQ(model->get_input_embeddings()->num_embeddings, 64);
+  model->resize_token_embeddings(41, 8);  // rounds up to 48
+  EXPECT_EQ(model->get_input_embeddings()->num_embeddings, 48);
+  EXPECT_EQ(model->lm_head->weight.size(0), 48);
+  EXPECT_TRUE(at::equal(model->get_input_embeddings()->weight.narrow(0, 0, 48), old_embed.narrow(0, 0, 48)) ||
+              !tie);
+
+  TempDir tmp;
+  model->save_pretrained(tmp.str());
+  EXPECT_EQ(read_json(tmp / "config.json")["vocab_size"], 48);
+  auto loaded = AutoModelForCausalLM::from_pretrained(tmp.str());
+  EXPECT_TRUE(loaded->loading_info.missing_keys.empty());
+  EXPECT_EQ(max_abs_diff(logits_of(*loaded, ids()), logits_of(*model, ids())), 0.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(TiedAndUntied, ModelingUtilsResize, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "tied" : "untied"; });
+
+TEST(ModelingUtilsResize, NoArgumentsReturnsEmbeddingsUnchanged) {
+  auto model = std::make_shared<LlamaForCausalLM>(tiny_llama(false));
+  auto embeddings = model->resize_token_embeddings(std::nullopt);
+  EXPECT_EQ(embeddings.get(), model->model->embed_tokens.get());
+  EXPECT_THROW(model->resize_token_embeddings(10, 0), ValueError);
+}
+
+// ---- Attention dispatch ----
+
+class ModelingUtilsAttention : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelingUtilsAttention, AgreesWithEager) {
+  std::string dir = fixture("llama-for-causal-lm-gqa") + "/model";
+  auto eager = AutoModelForCausalLM::from_pretrained(dir);
+  FromPretrainedOptions options;
+  options.attn_implementation = GetParam();
+  auto other = AutoModelForCausalLM::from_pretrained(dir, options);
+  EXPECT_EQ(other->config->_attn_implementation(), GetParam());
+  // Left padding in row 1: compare only real (unpadded) positions.
+  at::Tensor input_ids = at::tensor({1, 5, 9, 33, 2, 17, 60, 0, 0, 1, 4, 8, 15, 16}, at::kLong).view({2, 7});
+  at::Tensor mask = at::tensor({1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1}, at::kLong).view({2, 7});
+  at::Tensor a = logits_of(*eager, input_ids, mask), b = logits_of(*other, input_ids, mask);
+  EXPECT_LT(max_abs_diff(a[0], b[0]), 1e-4);
+  EXPECT_LT(max_abs_diff(a[1].narrow(0, 2, 5), b[1].narrow(0, 2, 5)), 1e-4);
+  // A long sequence (several 128-blocks for the tiled kernel) and incremental decoding with a cache.
+  at::Tensor long_ids = at::randint(1, 99, {1, 300}, at::kLong);
+  EXPECT_LT(max_abs_diff(logits_of(*eager, long_ids), logits_of(*other, long_ids)), 1e-4);
+  c10::InferenceMode guard;
+  ModelInputs prefill;
+  prefill.input_ids = long_ids.narrow(1, 0, 299);
+  ModelOutput out = other->forward(prefill);
+  ModelInputs step;
+  step.input_ids = long_ids.narrow(1, 299, 1);
+  step.past_key_values = out.past_key_values;
+  at::Tensor last = other->forward(step).logits.squeeze(1);
+  EXPECT_LT(max_abs_diff(last, logits_of(*eager, long_ids).select(1, 299)), 1e-4);
+  // output_attentions falls back to eager and returns the weights.
+  ModelInputs with_weights;
+  with_weights.input_ids = input_ids;
+  with_weights.attention_mask = mask;
+  with_weights.output_attentions = true;
+  ModelOutput w = other->forward(with_weights);
+  ASSERT_EQ(w.attentions.size(), 2u);
+  ModelOutput we = eager->forward(with_weights);
+  EXPECT_LT(max_abs_diff(w.attentions[1][0], we.attentions[1][0]), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Implementations, ModelingUtilsAttention, ::testing::Values("sdpa", "flash_attention_2"));
+
+TEST(ModelingUtilsAttention, UnknownOrUnsupportedImplementationIsAClearError) {
+  auto config = tiny_llama(false);
+  config->attn_implementation_internal = "paged_magic";
+  try {
+    model_from_config(config, "LlamaForCausalLM");
+    FAIL();
+  } catch (const ValueError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("paged_magic"), std::string::npos);
+    EXPECT_NE(what.find("flash_attention_2"), std::string::npos);
+  }
+  auto model = std::make_shared<LlamaForCausalLM>(tiny_llama(false));
+  model->_supports_sdpa = false;  // as a family without sdpa would declare
+  EXPECT_THROW(model->set_attn_implementation("sdpa"), ValueError);
+  model->set_attn_implementation("");
+  EXPECT_EQ(model->config->_attn_implementation(), "eager");
+}
+
+// ---- Gradient checkpointing ----
+
+TEST(ModelingUtilsGradientCheckpointing, SameGradientsAndNoCache) {
+  torch::manual_seed(3);
+  auto config = tiny_llama(false);
+  config->attention_dropout = 0.1;  // dropout masks must be replayed in the recomputation
+  auto model = std::make_shared<LlamaForCausalLM>(config);
+  model->train();
+  auto grads = [&](bool enable) {
+    if (enable) model->gradient_checkpointing_enable();
+    else model->gradient_checkpointing_disable();
+    for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
+    torch::manual_seed(7);
+    ModelInputs in;
+    in.input_ids = ids();
+    in.labels = ids();
+    ModelOutput out = model->forward(in);
+    EXPECT_EQ(out.past_key_values == nullptr, enable);  // use_cache forced off while checkpointing
+    out.loss.backward();
+    std::vector<at::Tensor> g;
+    for (const auto& p : model->parameters()) g.push_back(p.grad().clone());
+    return std::make_pair(out.loss.item<double>(), g);
+  };
+  auto [loss_plain, plain] = grads(false);
+  auto [loss_ckpt, ckpt] = grads(true);
+  EXPECT_TRUE(model->is_gradient_checkpointing());
+  EXPECT_TRUE(model->model->is_gradient_checkpointing());
+  EXPECT_DOUBLE_EQ(loss_plain, loss_ckpt);
+  ASSERT_EQ(plain.size(), ckpt.size());
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_LT(max_abs_diff(plain[i], ckpt[i]), 1e-6) << "parameter " << i;
+}
+
+TEST(ModelingUtilsGradientCheckpointing, FrozenEmbeddingsWithInputRequireGrads) {
+  auto model = std::make_shared<LlamaForCausalLM>(tiny_llama(false));
+  model->train();
+  model->gradient_checkpointing_enable();
+  model->enable_input_require_grads();
+  model->model->embed_tokens->weight.requires_grad_(false);
+  ModelInputs in;
+  in.input_ids = ids();
+  in.labels = ids();
+  model->forward(in).loss.backward();
+  EXPECT_TRUE(model->model->layers->operator[](0)->mlp->up_proj->weight.grad().defined());
+  EXPECT_FALSE(model->model->embed_tokens->weight.grad().defined());
+}
+
+TEST(ModelingUtilsHeads, FamiliesWithoutPruningSaySo) {
+  auto model = std::make_shared<LlamaForCausalLM>(tiny_llama(false));
+  try {
+    model->prune_heads({{0, {1}}});
+    FAIL();
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("does not support prune_heads"), std::string::npos);
+  }
+}
+
+}  // namespace
