@@ -78,4 +78,34 @@ TEST(Cli, MissingModelIsAClearError) {
   EXPECT_NE(output.find("/nonexistent/model"), std::string::npos) << output;
 }
 
+TEST(Cli, ConvertCastsAndShards) {
+  TempDir tmp;
+  auto [rc, output] = run_command(tfcpp("convert --model " + source_dir() + "/models/stories260K --out " + tmp / "out" +
+                                        " --dtype bf16 --max-shard-size 200KB"));
+  ASSERT_EQ(rc, 0) << output;
+  transformers::json index = read_json(tmp / "out/model.safetensors.index.json");
+  EXPECT_GT(index["weight_map"].size(), 40u);
+  EXPECT_FALSE(index["weight_map"].contains("lm_head.weight"));  // tied: stored once
+  EXPECT_EQ(read_json(tmp / "out/config.json")["torch_dtype"], "bfloat16");
+  auto [rc2, info] = run_command(tfcpp("info --json --dtype auto --model " + tmp / "out"));
+  ASSERT_EQ(rc2, 0) << info;
+  EXPECT_EQ(transformers::json::parse(info.substr(info.find('{')))["dtype"], "bfloat16");
+}
+
+TEST(Cli, ResizeEmbeddingsAndPruneHeads) {
+  TempDir tmp;
+  auto [rc, output] = run_command(tfcpp("resize-embeddings --model " + source_dir() + "/models/stories260K --out " +
+                                        tmp / "out" + " --new-num-tokens 515 --pad-to-multiple-of 8"));
+  ASSERT_EQ(rc, 0) << output;
+  EXPECT_EQ(read_json(tmp / "out/config.json")["vocab_size"], 520);
+  EXPECT_EQ(run_command(tfcpp("resize-embeddings --model " + source_dir() + "/models/stories260K --out " + tmp / "x")).first, 1);
+  // Llama has no head pruning in transformers: a clear error, nothing written.
+  auto [rc3, pruned] = run_command(tfcpp("prune-heads --model " + source_dir() + "/models/stories260K --out " +
+                                         tmp / "p" + " --heads '{\"0\": [1]}'"));
+  EXPECT_EQ(rc3, 1);
+  EXPECT_NE(pruned.find("does not support prune_heads"), std::string::npos) << pruned;
+  EXPECT_FALSE(std::filesystem::exists(tmp / "p/model.safetensors"));
+  EXPECT_EQ(run_command(tfcpp("prune-heads --model x --out y --heads 'not json'")).first, 1);
+}
+
 }  // namespace

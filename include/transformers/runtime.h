@@ -15,9 +15,9 @@ struct RuntimeInfo {
 // threads <= 0: TFCPP_NUM_THREADS if set, else the number of physical cores.
 RuntimeInfo init_runtime(int threads = 0);
 
-// Environment the CLI wants before libgomp/OpenBLAS load: OMP_WAIT_POLICY=PASSIVE and, on AVX-512 CPUs that
-// OpenBLAS 0.3.21 misdetects, OPENBLAS_CORETYPE=SkylakeX. Returns true if anything had to change (then the caller
-// re-executes itself, since both are read only when the libraries load).
+// Environment the CLI wants before libgomp/OpenBLAS load: OMP_WAIT_POLICY=PASSIVE and, when OpenBLAS 0.3.21
+// picked a pre-AVX kernel on an AVX2/AVX-512 CPU, OPENBLAS_CORETYPE=SkylakeX/Haswell. Returns true if anything had
+// to change (then the caller re-executes itself, since both are read only when the libraries load).
 bool prepare_environment();
 
 }  // namespace transformers

@@ -184,14 +184,6 @@ int cmd_info(const LoadFlags& flags, bool as_json) {
   return 0;
 }
 
-int cmd_save(const LoadFlags& flags, const std::string& out, const SavePretrainedOptions& options) {
-  setup_threads(flags.threads);
-  auto model = flags.load("base");
-  model->save_pretrained(out, options);
-  std::cout << "saved " << model->class_name << " to " << out << "\n";
-  return 0;
-}
-
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -245,17 +237,6 @@ int run_cli(int argc, char** argv) {
   bench->add_option("--tg", bench_options.gen_tokens, "Generated tokens (default 64)");
   bench->add_option("--reps,-r", bench_options.repetitions, "Repetitions (default 3)");
 
-  // save
-  auto* save = app.add_subcommand("save", "Load a model and save_pretrained it (shard, cast, variant)");
-  LoadFlags save_flags;
-  save_flags.add(save);
-  std::string save_out;
-  SavePretrainedOptions save_options;
-  save->add_option("--out,-o", save_out, "Output folder")->required();
-  save->add_option("--max-shard-size", save_options.max_shard_size, "e.g. 5GB (default), 200MB, 4KB, or bytes");
-  save->add_option("--save-dtype", save_options.dtype, "Cast floating weights: float32 | bfloat16 | float16");
-  save->add_option("--save-variant", save_options.variant, "Write model.<variant>.safetensors");
-
   std::vector<std::pair<CLI::App*, std::function<int()>>> extra_commands;
   for (const auto& command : registry()) {
     CLI::App* sub = app.add_subcommand(command.name, command.description);
@@ -287,7 +268,6 @@ int run_cli(int argc, char** argv) {
   }
   if (fwd->parsed()) return cmd_forward(fwd_flags, fwd_inputs, fwd_out);
   if (info->parsed()) return cmd_info(info_flags, info_json);
-  if (save->parsed()) return cmd_save(save_flags, save_out, save_options);
   for (auto& [sub, run] : extra_commands)
     if (sub->parsed()) return run();
   if (bench->parsed()) {

@@ -27,6 +27,15 @@ bool cpu_has_flag(const std::string& flag) {
   return false;
 }
 
+// OpenBLAS's kernel for this process ("" when the BLAS is not OpenBLAS).
+std::string openblas_core() {
+  using CoreName = char* (*)();
+  auto core = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return core ? core() : "";
+}
+
+bool weak_kernel(const std::string& core) { return core == "Prescott" || core == "Core2" || core == "Nehalem"; }
+
 }  // namespace
 
 bool prepare_environment() {
@@ -35,9 +44,10 @@ bool prepare_environment() {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     changed = true;
   }
-  if (!std::getenv("OPENBLAS_CORETYPE") && cpu_has_flag("avx512f")) {
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-    changed = true;
+  // Only override OpenBLAS when it actually misdetected this CPU (0.3.21 does on some AVX-512 parts).
+  if (!std::getenv("OPENBLAS_CORETYPE") && weak_kernel(openblas_core())) {
+    if (cpu_has_flag("avx512f")) setenv("OPENBLAS_CORETYPE", "SkylakeX", 1), changed = true;
+    else if (cpu_has_flag("avx2")) setenv("OPENBLAS_CORETYPE", "Haswell", 1), changed = true;
   }
   return changed;
 }
@@ -51,15 +61,11 @@ RuntimeInfo init_runtime(int threads) {
   info.threads = threads;
   at::set_num_threads(threads);
   using SetThreads = void (*)(int);
-  using CoreName = char* (*)();
   if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(threads);
-  if (auto core = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"))) {
-    info.blas_core = core();
-    if ((info.blas_core == "Prescott" || info.blas_core == "Core2" || info.blas_core == "Nehalem") &&
-        cpu_has_flag("avx512f"))
-      info.warning = "OpenBLAS picked the " + info.blas_core +
-                     " kernel on an AVX-512 CPU (5-6x slower GEMM); set OPENBLAS_CORETYPE=SkylakeX";
-  }
+  info.blas_core = openblas_core();
+  if (weak_kernel(info.blas_core) && (cpu_has_flag("avx512f") || cpu_has_flag("avx2")))
+    info.warning = "OpenBLAS picked the " + info.blas_core +
+                   " kernel on an AVX2/AVX-512 CPU (5-6x slower GEMM); set OPENBLAS_CORETYPE=SkylakeX (or Haswell)";
   if (info.warning.empty() && !std::getenv("OMP_WAIT_POLICY") && threads > 1)
     info.warning = "OMP_WAIT_POLICY is not set: idle OpenMP threads spin and starve OpenBLAS (up to 10x slower on "
                    "small models); export OMP_WAIT_POLICY=PASSIVE before starting the program";

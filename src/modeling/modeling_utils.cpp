@@ -669,6 +669,7 @@ c10::ScalarType dtype_from_name(const std::string& raw) {
   std::string name = starts_with(raw, "torch.") ? raw.substr(6) : raw;
   static const std::map<std::string, c10::ScalarType> table{
       {"float32", at::kFloat}, {"float", at::kFloat},  {"float16", at::kHalf},   {"half", at::kHalf},
+      {"fp32", at::kFloat},    {"fp16", at::kHalf},    {"bf16", at::kBFloat16},
       {"bfloat16", at::kBFloat16}, {"float64", at::kDouble}, {"double", at::kDouble}, {"int64", at::kLong},
       {"int32", at::kInt},     {"int8", at::kChar},    {"uint8", at::kByte},    {"bool", at::kBool}};
   auto it = table.find(name);
