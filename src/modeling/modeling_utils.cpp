@@ -5,6 +5,7 @@
 #include "transformers/compat.h"
 #include "transformers/errors.h"
 #include "transformers/safetensors.h"
+#include "transformers/torch_bin.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -420,37 +421,49 @@ struct WeightFiles {
   std::string description;         // for errors
 };
 
-WeightFiles find_weight_files(const std::string& dir, const std::string& variant) {
-  const std::string single = add_variant("model.safetensors", variant);
-  const std::string index = add_variant("model.safetensors.index.json", variant);
-  fs::path base(dir);
-  if (fs::exists(base / single)) return {{(base / single).string()}, (base / single).string()};
-  if (fs::exists(base / index)) {
-    std::string index_path = (base / index).string();
-    json j = read_json_file(index_path, "checkpoint index");
-    if (!j.contains("weight_map") || !j["weight_map"].is_object())
-      throw CheckpointError(index_path + ": missing 'weight_map' object");
-    std::set<std::string> shards;
-    for (auto& [key, file] : j["weight_map"].items()) {
-      if (!file.is_string()) throw CheckpointError(index_path + ": weight_map entry '" + key + "' is not a file name");
-      shards.insert(file.get<std::string>());
-    }
-    WeightFiles out{{}, index_path};
-    for (const auto& s : shards) {
-      fs::path shard = base / s;
-      if (!fs::exists(shard))
-        throw CheckpointError(index_path + ": shard '" + s + "' listed in weight_map does not exist in " + dir);
-      out.files.push_back(shard.string());
-    }
-    return out;
+// Reads a *.index.json weight map; the shard files it names, each checked to exist.
+WeightFiles sharded_files(const fs::path& base, const std::string& index, const std::string& dir) {
+  std::string index_path = (base / index).string();
+  json j = read_json_file(index_path, "checkpoint index");
+  if (!j.contains("weight_map") || !j["weight_map"].is_object())
+    throw CheckpointError(index_path + ": missing 'weight_map' object");
+  std::set<std::string> shards;
+  for (auto& [key, file] : j["weight_map"].items()) {
+    if (!file.is_string()) throw CheckpointError(index_path + ": weight_map entry '" + key + "' is not a file name");
+    shards.insert(file.get<std::string>());
   }
-  std::string bin = add_variant("pytorch_model.bin", variant);
-  if (fs::exists(base / bin))
-    throw CheckpointError((base / bin).string() +
-                          ": PyTorch pickle checkpoints are not supported yet; convert to safetensors "
-                          "(transformers: model.save_pretrained(dir, safe_serialization=True))");
-  throw CheckpointError("no weights file found in " + dir + ": expected " + single + " or " + index +
+  WeightFiles out{{}, index_path};
+  for (const auto& s : shards) {
+    fs::path shard = base / s;
+    if (!fs::exists(shard))
+      throw CheckpointError(index_path + ": shard '" + s + "' listed in weight_map does not exist in " + dir);
+    out.files.push_back(shard.string());
+  }
+  return out;
+}
+
+// transformers' order: model.safetensors, its index, pytorch_model.bin, its index (each with the variant).
+WeightFiles find_weight_files(const std::string& dir, const std::string& variant) {
+  fs::path base(dir);
+  for (const auto& [single, index] : {std::pair<std::string, std::string>{"model.safetensors", "model.safetensors.index.json"},
+                                      {"pytorch_model.bin", "pytorch_model.bin.index.json"}}) {
+    const std::string file = add_variant(single, variant), index_file = add_variant(index, variant);
+    if (fs::exists(base / file)) return {{(base / file).string()}, (base / file).string()};
+    if (fs::exists(base / index_file)) return sharded_files(base, index_file, dir);
+  }
+  throw CheckpointError("no weights file found in " + dir + ": expected " + add_variant("model.safetensors", variant) +
+                        ", " + add_variant("pytorch_model.bin", variant) + " or their sharded index" +
                         (variant.empty() ? "" : " (variant '" + variant + "')"));
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Every tensor of one weights file (safetensors zero-copy; torch.save zip through the restricted unpickler).
+std::vector<std::pair<std::string, at::Tensor>> read_weights(const std::string& path) {
+  if (ends_with(path, ".bin")) return load_torch_bin(path);
+  return safetensors::load_file(path);
 }
 
 }  // namespace
@@ -458,11 +471,9 @@ WeightFiles find_weight_files(const std::string& dir, const std::string& variant
 LoadingInfo PreTrainedModel::load_pretrained_weights(const std::string& dir, const FromPretrainedOptions& options) {
   WeightFiles weights = find_weight_files(dir, options.variant);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
-  std::vector<std::shared_ptr<safetensors::SafeOpen>> files;
   for (const auto& path : weights.files) {
-    auto file = std::make_shared<safetensors::SafeOpen>(path);
-    for (const auto& name : file->keys()) tensors.emplace_back(name, file->get_tensor(name));
-    files.push_back(file);
+    auto file_tensors = read_weights(path);
+    tensors.insert(tensors.end(), file_tensors.begin(), file_tensors.end());
   }
   loading_info = load_state_dict(tensors, weights.description, options.ignore_mismatched_sizes);
   return loading_info;
@@ -592,15 +603,12 @@ c10::ScalarType resolve_dtype(const std::string& requested, const PretrainedConf
       name = *config.torch_dtype;
     } else {
       WeightFiles files = find_weight_files(dir, variant);
-      safetensors::SafeOpen first(files.files.front());
       name = "float32";
-      for (const auto& info : first.tensors()) {
-        c10::ScalarType t = safetensors::dtype_from_string(info.dtype);
-        if (at::isFloatingType(t)) {
-          name = dtype_name(t);
+      for (const auto& [key, t] : read_weights(files.files.front()))
+        if (at::isFloatingType(t.scalar_type())) {
+          name = dtype_name(t.scalar_type());
           break;
         }
-      }
     }
   }
   if (name.empty()) return at::kFloat;
