@@ -111,8 +111,8 @@ class PreTrainedModel : public nn::Module {
   // Resizes the input embeddings (and an untied output head) to `new_num_tokens` rows, rounded up to a multiple of
   // `pad_to_multiple_of`; old rows are copied, new rows initialised by _init_weights; config vocab_size updated and
   // weights re-tied. Both unset: returns the embeddings unchanged.
-  std::shared_ptr<nn::Embedding> resize_token_embeddings(std::optional<int64_t> new_num_tokens,
-                                                         std::optional<int64_t> pad_to_multiple_of = std::nullopt);
+  virtual std::shared_ptr<nn::Embedding> resize_token_embeddings(
+      std::optional<int64_t> new_num_tokens, std::optional<int64_t> pad_to_multiple_of = std::nullopt);
 
   // ---- Heads ----
   // Prunes {layer: [heads]} of the base model; the union is recorded in config.pruned_heads, and post_init re-applies
