@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <chrono>
 
 namespace tfcpp {
@@ -59,7 +60,23 @@ int run_bench(const BenchOptions& options) {
   load.dtype = options.dtype;
   std::string cls = options.class_name;
   if (cls.empty()) cls = class_for_task(AutoConfig::from_pretrained(options.model)->model_type(), "causal-lm");
-  auto model = model_from_pretrained(options.model, cls, load);
+  // A folder with only config.json benchmarks a randomly initialised model of that shape (no download needed).
+  bool has_weights = false;
+  for (const auto& entry : std::filesystem::directory_iterator(options.model)) {
+    std::string name = entry.path().filename().string();
+    has_weights |= name.find(".safetensors") != std::string::npos || name.find(".bin") != std::string::npos;
+  }
+  std::shared_ptr<PreTrainedModel> model;
+  if (has_weights) {
+    model = model_from_pretrained(options.model, cls, load);
+  } else {
+    auto config = AutoConfig::from_pretrained(options.model);
+    model = model_from_config(config, cls);
+    if (!options.dtype.empty() && options.dtype != "auto" && options.dtype != "float32")
+      model->to(dtype_from_name(options.dtype));
+    model->eval();
+    model->name_or_path = options.model + " (random weights)";
+  }
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
 
   const int64_t params = model->num_parameters();
