@@ -81,8 +81,9 @@ TEST_P(CommonModelTest, SaveLoadRoundTripStoresWhatTransformersStores) {
   TempDir tmp;
   model->save_pretrained(tmp.str());
   // A checkpoint of this very class (not a base<->head case) is stored with exactly the same tensors.
-  if (model->loading_info.missing_keys.empty() && model->loading_info.unexpected_keys.empty())
+  if (model->loading_info.missing_keys.empty() && model->loading_info.unexpected_keys.empty()) {
     EXPECT_EQ(checkpoint_keys(tmp.str(), *model), checkpoint_keys(c.dir + "/model", *model));
+  }
   auto reloaded = model_from_pretrained(tmp.str(), c.class_name);
   EXPECT_TRUE(reloaded->loading_info.missing_keys.empty());
   EXPECT_TRUE(reloaded->loading_info.unexpected_keys.empty());

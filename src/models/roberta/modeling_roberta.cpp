@@ -3,78 +3,18 @@
 
 #include "transformers/auto.h"
 #include "transformers/errors.h"
-#include "transformers/gradient_checkpointing.h"
 
 #include <ATen/ATen.h>
 
-#include <cmath>
-#include <limits>
 
 namespace transformers {
 
-// ---- RobertaConfig ----
-
-void RobertaConfig::visit(ConfigVisitor& v) {
-  v("vocab_size", vocab_size);
-  v("hidden_size", hidden_size);
-  v("num_hidden_layers", num_hidden_layers);
-  v("num_attention_heads", num_attention_heads);
-  v("intermediate_size", intermediate_size);
-  v("hidden_act", hidden_act);
-  v("hidden_dropout_prob", hidden_dropout_prob);
-  v("attention_probs_dropout_prob", attention_probs_dropout_prob);
-  v("max_position_embeddings", max_position_embeddings);
-  v("type_vocab_size", type_vocab_size);
-  v("initializer_range", initializer_range);
-  v("layer_norm_eps", layer_norm_eps);
-  v("position_embedding_type", position_embedding_type);
-  v("use_cache", use_cache);
-  v("classifier_dropout", classifier_dropout);
-}
-
-void RobertaConfig::post_read(const std::string& source) {
-  if (num_attention_heads <= 0 || hidden_size % num_attention_heads != 0)
-    throw ConfigError(source + ": the hidden size (" + std::to_string(hidden_size) +
-                      ") is not a multiple of the number of attention heads (" + std::to_string(num_attention_heads) +
-                      ")");
-  if (position_embedding_type != "absolute" && position_embedding_type != "relative_key" &&
-      position_embedding_type != "relative_key_query")
-    throw ConfigError(source + ": position_embedding_type '" + position_embedding_type +
-                      "' is not supported (absolute, relative_key, relative_key_query)");
-  try {
-    nn::get_activation(hidden_act);
-  } catch (const ValueError& e) {
-    throw ConfigError(source + ": hidden_act: " + e.what());
-  }
-}
-
+// RobertaConfig: BertConfig's fields and checks, RoBERTa's special tokens (roberta.h).
 TFCPP_REGISTER_CONFIG("roberta", RobertaConfig);
 
 // ---- Embeddings ----
 
-namespace {
-
-at::Tensor dropout(const at::Tensor& x, double p, bool training) { return training && p > 0 ? at::dropout(x, p, true) : x; }
-
-// torch.finfo(dtype).min
-double finfo_min(c10::ScalarType dtype) {
-  switch (dtype) {
-    case at::kBFloat16: return -3.3895313892515355e+38;
-    case at::kHalf: return -65504.0;
-    case at::kDouble: return std::numeric_limits<double>::lowest();
-    default: return std::numeric_limits<float>::lowest();
-  }
-}
-
-void check_ids_in_range(const at::Tensor& ids, int64_t size, const char* what, const char* limit) {
-  if (ids.numel() == 0) return;
-  int64_t low = ids.min().item<int64_t>(), high = ids.max().item<int64_t>();
-  if (low < 0 || high >= size)
-    throw ValueError(std::string(what) + " must lie in [0, " + std::to_string(size) + ") (config." + limit +
-                     "), got values in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
-}
-
-}  // namespace
+using bert::check_ids_in_range;
 
 at::Tensor create_position_ids_from_input_ids(const at::Tensor& input_ids, int64_t padding_idx,
                                               int64_t past_key_values_length) {
@@ -134,7 +74,7 @@ at::Tensor RobertaEmbeddings::forward(const at::Tensor& input_ids, const at::Ten
     embeddings += position_embeddings->forward(position_ids);
   }
   embeddings = LayerNorm->forward(embeddings);
-  return transformers::dropout(embeddings, dropout, is_training());
+  return bert::dropout(embeddings, dropout, is_training());
 }
 
 at::Tensor RobertaEmbeddings::create_position_ids_from_inputs_embeds(const at::Tensor& inputs_embeds) const {
@@ -144,252 +84,7 @@ at::Tensor RobertaEmbeddings::create_position_ids_from_inputs_embeds(const at::T
   return ids.unsqueeze(0).expand({inputs_embeds.size(0), sequence_length});
 }
 
-// ---- Attention ----
-
-RobertaSelfAttention::RobertaSelfAttention(const RobertaConfig& config, const std::string& type)
-    : num_attention_heads(config.num_attention_heads),
-      attention_head_size(config.hidden_size / config.num_attention_heads),
-      all_head_size(config.num_attention_heads * (config.hidden_size / config.num_attention_heads)),
-      max_position_embeddings(config.max_position_embeddings),
-      position_embedding_type(type.empty() ? config.position_embedding_type : type),
-      is_decoder(config.is_decoder),
-      dropout(config.attention_probs_dropout_prob) {
-  if (config.hidden_size % config.num_attention_heads != 0)
-    throw ConfigError("The hidden size (" + std::to_string(config.hidden_size) +
-                      ") is not a multiple of the number of attention heads (" +
-                      std::to_string(config.num_attention_heads) + ")");
-  query = register_module("query", std::make_shared<nn::Linear>(config.hidden_size, all_head_size));
-  key = register_module("key", std::make_shared<nn::Linear>(config.hidden_size, all_head_size));
-  value = register_module("value", std::make_shared<nn::Linear>(config.hidden_size, all_head_size));
-  if (position_embedding_type == "relative_key" || position_embedding_type == "relative_key_query")
-    distance_embedding = register_module(
-        "distance_embedding", std::make_shared<nn::Embedding>(2 * config.max_position_embeddings - 1, attention_head_size));
-}
-
-at::Tensor RobertaSelfAttention::transpose_for_scores(const at::Tensor& x) const {
-  return x.view({x.size(0), x.size(1), num_attention_heads, attention_head_size}).permute({0, 2, 1, 3});
-}
-
-std::pair<at::Tensor, at::Tensor> RobertaSelfAttention::forward(const at::Tensor& hidden_states,
-                                                                const at::Tensor& attention_mask_in,
-                                                                const at::Tensor& head_mask,
-                                                                const at::Tensor& encoder_hidden_states,
-                                                                const at::Tensor& encoder_attention_mask,
-                                                                Cache* past_key_value, int64_t layer_idx,
-                                                                bool output_attentions) const {
-  at::Tensor mixed_query_layer = query->forward(hidden_states);
-
-  // If this is instantiated as a cross-attention module, the keys and values come from an encoder; the attention
-  // mask needs to be such that the encoder's padding tokens are not attended to.
-  const bool is_cross_attention = encoder_hidden_states.defined();
-  at::Tensor key_layer, value_layer, attention_mask = attention_mask_in;
-  bool use_cache = false;  // transformers: `past_key_value is not None` for this layer
-  if (is_cross_attention) {
-    auto* cache = dynamic_cast<EncoderDecoderCache*>(past_key_value);
-    if (cache && cache->has_cross(layer_idx)) {
-      // reuse k, v, cross_attentions
-      auto cross = cache->cross_attention_cache->to_legacy_cache()[layer_idx];
-      key_layer = cross[0];
-      value_layer = cross[1];
-    } else {
-      key_layer = transpose_for_scores(key->forward(encoder_hidden_states));
-      value_layer = transpose_for_scores(value->forward(encoder_hidden_states));
-      if (cache) cache->cross_attention_cache->update(key_layer, value_layer, layer_idx);
-    }
-    attention_mask = encoder_attention_mask;
-  } else {
-    key_layer = transpose_for_scores(key->forward(hidden_states));
-    value_layer = transpose_for_scores(value->forward(hidden_states));
-    if (past_key_value) {
-      use_cache = past_key_value->get_seq_length(layer_idx) > 0;
-      std::tie(key_layer, value_layer) = past_key_value->update(key_layer, value_layer, layer_idx);
-    }
-  }
-  at::Tensor query_layer = transpose_for_scores(mixed_query_layer);
-
-  // Take the dot product between "query" and "key" to get the raw attention scores.
-  at::Tensor attention_scores = at::matmul(query_layer, key_layer.transpose(-1, -2));
-
-  if (distance_embedding) {
-    int64_t query_length = query_layer.size(2), key_length = key_layer.size(2);
-    auto options = at::TensorOptions(at::kLong).device(hidden_states.device());
-    at::Tensor position_ids_l = use_cache ? at::full({1, 1}, key_length - 1, options)
-                                          : at::arange(query_length, options).view({-1, 1});
-    at::Tensor position_ids_r = at::arange(key_length, options).view({1, -1});
-    at::Tensor distance = position_ids_l - position_ids_r;
-    at::Tensor positional_embedding =
-        distance_embedding->forward(distance + max_position_embeddings - 1).to(query_layer.scalar_type());
-    if (position_embedding_type == "relative_key") {
-      attention_scores = attention_scores + at::einsum("bhld,lrd->bhlr", {query_layer, positional_embedding});
-    } else {
-      at::Tensor relative_position_scores_query = at::einsum("bhld,lrd->bhlr", {query_layer, positional_embedding});
-      at::Tensor relative_position_scores_key = at::einsum("bhrd,lrd->bhlr", {key_layer, positional_embedding});
-      attention_scores = attention_scores + relative_position_scores_query + relative_position_scores_key;
-    }
-  }
-
-  attention_scores = attention_scores / std::sqrt(static_cast<double>(attention_head_size));
-  // The mask is precomputed for all layers in RobertaModel.forward.
-  if (attention_mask.defined()) attention_scores = attention_scores + attention_mask;
-
-  at::Tensor attention_probs = at::softmax(attention_scores, -1);
-  // This drops out entire tokens to attend to, as in the original Transformer paper.
-  attention_probs = transformers::dropout(attention_probs, dropout, is_training());
-  if (head_mask.defined()) attention_probs = attention_probs * head_mask;
-
-  at::Tensor context_layer = at::matmul(attention_probs, value_layer).permute({0, 2, 1, 3}).contiguous();
-  context_layer = context_layer.view({context_layer.size(0), context_layer.size(1), all_head_size});
-  return {context_layer, output_attentions ? attention_probs : at::Tensor()};
-}
-
-RobertaSelfOutput::RobertaSelfOutput(const RobertaConfig& config) : dropout(config.hidden_dropout_prob) {
-  dense = register_module("dense", std::make_shared<nn::Linear>(config.hidden_size, config.hidden_size));
-  LayerNorm = register_module("LayerNorm", std::make_shared<nn::LayerNorm>(config.hidden_size, config.layer_norm_eps));
-}
-
-at::Tensor RobertaSelfOutput::forward(const at::Tensor& hidden_states, const at::Tensor& input_tensor) const {
-  at::Tensor h = transformers::dropout(dense->forward(hidden_states), dropout, is_training());
-  return LayerNorm->forward(h + input_tensor);
-}
-
-RobertaAttention::RobertaAttention(const RobertaConfig& config, const std::string& position_embedding_type) {
-  self = register_module("self", std::make_shared<RobertaSelfAttention>(config, position_embedding_type));
-  output = register_module("output", std::make_shared<RobertaSelfOutput>(config));
-}
-
-void RobertaAttention::prune_heads(const std::vector<int64_t>& heads_in) {
-  if (heads_in.empty()) return;
-  for (int64_t h : heads_in)
-    if (h < 0 || h >= self->num_attention_heads + static_cast<int64_t>(pruned_heads.size()))
-      throw ValueError("prune_heads: head " + std::to_string(h) + " does not exist (the layer had " +
-                       std::to_string(self->num_attention_heads + pruned_heads.size()) + " heads)");
-  auto [heads, index] = nn::find_pruneable_heads_and_indices(heads_in, self->num_attention_heads,
-                                                             self->attention_head_size, pruned_heads);
-  // Prune linear layers
-  nn::prune_linear_layer(*self->query, index);
-  nn::prune_linear_layer(*self->key, index);
-  nn::prune_linear_layer(*self->value, index);
-  nn::prune_linear_layer(*output->dense, index, 1);
-  // Update hyper params and store pruned heads
-  self->num_attention_heads -= static_cast<int64_t>(heads.size());
-  self->all_head_size = self->attention_head_size * self->num_attention_heads;
-  pruned_heads.insert(heads.begin(), heads.end());
-}
-
-std::pair<at::Tensor, at::Tensor> RobertaAttention::forward(const at::Tensor& hidden_states,
-                                                            const at::Tensor& attention_mask,
-                                                            const at::Tensor& head_mask,
-                                                            const at::Tensor& encoder_hidden_states,
-                                                            const at::Tensor& encoder_attention_mask,
-                                                            Cache* past_key_value, int64_t layer_idx,
-                                                            bool output_attentions) const {
-  auto [context, weights] = self->forward(hidden_states, attention_mask, head_mask, encoder_hidden_states,
-                                          encoder_attention_mask, past_key_value, layer_idx, output_attentions);
-  return {output->forward(context, hidden_states), weights};
-}
-
-RobertaIntermediate::RobertaIntermediate(const RobertaConfig& config)
-    : intermediate_act_fn(nn::get_activation(config.hidden_act)) {
-  dense = register_module("dense", std::make_shared<nn::Linear>(config.hidden_size, config.intermediate_size));
-}
-
-at::Tensor RobertaIntermediate::forward(const at::Tensor& hidden_states) const {
-  return intermediate_act_fn(dense->forward(hidden_states));
-}
-
-RobertaOutput::RobertaOutput(const RobertaConfig& config) : dropout(config.hidden_dropout_prob) {
-  dense = register_module("dense", std::make_shared<nn::Linear>(config.intermediate_size, config.hidden_size));
-  LayerNorm = register_module("LayerNorm", std::make_shared<nn::LayerNorm>(config.hidden_size, config.layer_norm_eps));
-}
-
-at::Tensor RobertaOutput::forward(const at::Tensor& hidden_states, const at::Tensor& input_tensor) const {
-  at::Tensor h = transformers::dropout(dense->forward(hidden_states), dropout, is_training());
-  return LayerNorm->forward(h + input_tensor);
-}
-
-// ---- Layers ----
-
-RobertaLayer::RobertaLayer(const RobertaConfig& config, int64_t idx)
-    : layer_idx(idx), is_decoder(config.is_decoder), add_cross_attention(config.add_cross_attention) {
-  attention = register_module("attention", std::make_shared<RobertaAttention>(config));
-  if (add_cross_attention) {
-    if (!is_decoder)
-      throw ConfigError("RobertaLayer should be used as a decoder model if cross attention is added "
-                        "(config.add_cross_attention requires config.is_decoder)");
-    crossattention = register_module("crossattention", std::make_shared<RobertaAttention>(config, "absolute"));
-  }
-  intermediate = register_module("intermediate", std::make_shared<RobertaIntermediate>(config));
-  output = register_module("output", std::make_shared<RobertaOutput>(config));
-}
-
-RobertaLayerOutput RobertaLayer::forward(const at::Tensor& hidden_states, const at::Tensor& attention_mask,
-                                         const at::Tensor& head_mask, const at::Tensor& encoder_hidden_states,
-                                         const at::Tensor& encoder_attention_mask, Cache* past_key_value,
-                                         bool output_attentions) const {
-  RobertaLayerOutput out;
-  auto [attention_output, self_weights] = attention->forward(hidden_states, attention_mask, head_mask, {}, {},
-                                                             past_key_value, layer_idx, output_attentions);
-  out.self_attention = self_weights;
-  if (is_decoder && encoder_hidden_states.defined()) {
-    if (!crossattention)
-      throw ValueError("If `encoder_hidden_states` are passed, RobertaLayer has to be instantiated with "
-                       "cross-attention layers by setting `config.add_cross_attention=True`");
-    auto [cross_output, cross_weights] =
-        crossattention->forward(attention_output, attention_mask, head_mask, encoder_hidden_states,
-                                encoder_attention_mask, past_key_value, layer_idx, output_attentions);
-    attention_output = cross_output;
-    out.cross_attention = cross_weights;
-  }
-  // feed_forward_chunk (chunking along the sequence gives the same values, so it is not split here)
-  out.hidden_states = output->forward(intermediate->forward(attention_output), attention_output);
-  return out;
-}
-
-RobertaEncoder::RobertaEncoder(const RobertaConfig& config) : add_cross_attention(config.add_cross_attention) {
-  layer = register_module("layer", std::make_shared<nn::ModuleList<RobertaLayer>>());
-  for (int64_t i = 0; i < config.num_hidden_layers; ++i) layer->push_back(std::make_shared<RobertaLayer>(config, i));
-}
-
-void RobertaEncoder::forward(const at::Tensor& hidden_states_in, const at::Tensor& attention_mask,
-                             const std::vector<at::Tensor>& head_mask, const at::Tensor& encoder_hidden_states,
-                             const at::Tensor& encoder_attention_mask, Cache* past_key_values, bool output_attentions,
-                             bool output_hidden_states, bool gradient_checkpointing, ModelOutput& out) const {
-  at::Tensor hidden_states = hidden_states_in;
-  for (size_t i = 0; i < layer->size(); ++i) {
-    if (output_hidden_states) out.hidden_states.push_back(hidden_states);
-    if (gradient_checkpointing && !output_attentions) {
-      // Captured by value: backward re-runs the layer after this function has returned.
-      hidden_states = checkpoint(
-          [module = (*layer)[i], attention_mask, layer_head_mask = head_mask[i], encoder_hidden_states,
-           encoder_attention_mask](const at::Tensor& h) {
-            return module->forward(h, attention_mask, layer_head_mask, encoder_hidden_states, encoder_attention_mask,
-                                   nullptr, false).hidden_states;
-          },
-          hidden_states);
-      continue;
-    }
-    RobertaLayerOutput layer_outputs =
-        (*layer)[i]->forward(hidden_states, attention_mask, head_mask[i], encoder_hidden_states,
-                             encoder_attention_mask, past_key_values, output_attentions);
-    hidden_states = layer_outputs.hidden_states;
-    if (output_attentions) {
-      out.attentions.push_back(layer_outputs.self_attention);
-      if (add_cross_attention && layer_outputs.cross_attention.defined())
-        out.cross_attentions.push_back(layer_outputs.cross_attention);
-    }
-  }
-  if (output_hidden_states) out.hidden_states.push_back(hidden_states);
-  out.last_hidden_state = hidden_states;
-}
-
-RobertaPooler::RobertaPooler(const RobertaConfig& config) {
-  dense = register_module("dense", std::make_shared<nn::Linear>(config.hidden_size, config.hidden_size));
-}
-
-at::Tensor RobertaPooler::forward(const at::Tensor& hidden_states) const {
-  // "Pool" the model by taking the hidden state of the first token.
-  return at::tanh(dense->forward(hidden_states.select(1, 0)));
-}
+// ---- Attention, layers, encoder, pooler: BertSelfAttention ... BertPooler (modeling_bert.cpp) ----
 
 // ---- RobertaPreTrainedModel ----
 
@@ -442,137 +137,17 @@ void RobertaModel::set_input_embeddings(std::shared_ptr<nn::Embedding> value) {
 }
 
 void RobertaModel::_prune_heads(const std::map<int64_t, std::vector<int64_t>>& heads_to_prune) {
-  for (const auto& [layer, heads] : heads_to_prune) {
-    if (layer < 0 || layer >= static_cast<int64_t>(encoder->layer->size()))
-      throw ValueError("prune_heads: layer " + std::to_string(layer) + " does not exist (the model has " +
-                       std::to_string(encoder->layer->size()) + " layers)");
-    (*encoder->layer)[layer]->attention->prune_heads(heads);
-  }
-}
-
-at::Tensor RobertaModel::get_extended_attention_mask(const at::Tensor& attention_mask,
-                                                     at::IntArrayRef input_shape) const {
-  auto dtype = this->dtype();
-  at::Tensor extended_attention_mask;
-  if (attention_mask.dim() == 3) {
-    extended_attention_mask = attention_mask.unsqueeze(1);
-  } else if (attention_mask.dim() == 2) {
-    if (config->is_decoder) {
-      // create_extended_attention_mask_for_decoder: causal, with the cached prefix fully visible
-      int64_t batch_size = input_shape[0], seq_length = input_shape[1];
-      at::Tensor seq_ids = at::arange(seq_length, at::TensorOptions(at::kLong).device(attention_mask.device()));
-      at::Tensor causal_mask = seq_ids.unsqueeze(0).unsqueeze(0).repeat({batch_size, seq_length, 1})
-                                   .le(seq_ids.unsqueeze(0).unsqueeze(-1))
-                                   .to(attention_mask.scalar_type());
-      if (causal_mask.size(1) < attention_mask.size(1)) {
-        int64_t prefix_seq_len = attention_mask.size(1) - causal_mask.size(1);
-        causal_mask = at::cat({at::ones({batch_size, seq_length, prefix_seq_len}, causal_mask.options()), causal_mask},
-                              -1);
-      }
-      extended_attention_mask = causal_mask.unsqueeze(1) * attention_mask.unsqueeze(1).unsqueeze(1);
-    } else {
-      extended_attention_mask = attention_mask.unsqueeze(1).unsqueeze(1);
-    }
-  } else {
-    throw ValueError("Wrong shape for input_ids (shape [" + std::to_string(input_shape[0]) + ", " +
-                     std::to_string(input_shape[1]) + "]) or attention_mask (" +
-                     std::to_string(attention_mask.dim()) + "-D): expected a 2-D or 3-D attention_mask");
-  }
-  extended_attention_mask = extended_attention_mask.to(dtype);
-  return (1.0 - extended_attention_mask) * finfo_min(dtype);
-}
-
-at::Tensor RobertaModel::invert_attention_mask(const at::Tensor& encoder_attention_mask) const {
-  auto dtype = this->dtype();
-  at::Tensor extended;
-  if (encoder_attention_mask.dim() == 3) extended = encoder_attention_mask.unsqueeze(1);
-  else if (encoder_attention_mask.dim() == 2) extended = encoder_attention_mask.unsqueeze(1).unsqueeze(1);
-  else
-    throw ValueError("encoder_attention_mask must be 2-D or 3-D, got " + std::to_string(encoder_attention_mask.dim()) +
-                     "-D");
-  extended = extended.to(dtype);
-  return (1.0 - extended) * finfo_min(dtype);
-}
-
-std::vector<at::Tensor> RobertaModel::get_head_mask(const at::Tensor& head_mask, int64_t num_hidden_layers) const {
-  std::vector<at::Tensor> out(num_hidden_layers);
-  if (!head_mask.defined()) return out;
-  at::Tensor mask;  // [layers, 1, heads, 1, 1]
-  if (head_mask.dim() == 1)
-    mask = head_mask.unsqueeze(0).unsqueeze(0).unsqueeze(-1).unsqueeze(-1).expand({num_hidden_layers, -1, -1, -1, -1});
-  else if (head_mask.dim() == 2)
-    mask = head_mask.unsqueeze(1).unsqueeze(-1).unsqueeze(-1);  // a head_mask for each layer
-  else
-    throw ValueError("head_mask must be [num_heads] or [num_hidden_layers, num_heads], got " +
-                     std::to_string(head_mask.dim()) + "-D");
-  if (mask.size(0) != num_hidden_layers)
-    throw ValueError("head_mask has " + std::to_string(mask.size(0)) + " layers, the model " +
-                     std::to_string(num_hidden_layers));
-  mask = mask.to(dtype());
-  for (int64_t i = 0; i < num_hidden_layers; ++i) out[i] = mask[i];
-  return out;
+  encoder->prune_heads(heads_to_prune);
 }
 
 ModelOutput RobertaModel::forward(const ModelInputs& in) {
-  const RobertaConfig& c = cfg();
-  bool output_attentions = in.output_attentions.value_or(c.output_attentions);
-  bool output_hidden_states = in.output_hidden_states.value_or(c.output_hidden_states);
-  bool use_cache = c.is_decoder ? in.use_cache.value_or(c.use_cache) : false;
-  const bool checkpointing = gradient_checkpointing && is_training();
-  if (checkpointing) use_cache = false;  // transformers: "`use_cache=True` is incompatible with gradient checkpointing"
-
-  if (in.input_ids.defined() && in.inputs_embeds.defined())
-    throw ValueError("You cannot specify both input_ids and inputs_embeds at the same time");
-  if (!in.input_ids.defined() && !in.inputs_embeds.defined())
-    throw ValueError("You have to specify either input_ids or inputs_embeds");
-  if (in.input_ids.defined() && in.input_ids.dim() != 2)
-    throw ValueError("input_ids must be 2-D [batch, seq], got " + std::to_string(in.input_ids.dim()) + "-D");
-  if (in.inputs_embeds.defined() && in.inputs_embeds.dim() != 3)
-    throw ValueError("inputs_embeds must be 3-D [batch, seq, hidden], got " + std::to_string(in.inputs_embeds.dim()) +
-                     "-D");
-  std::vector<int64_t> input_shape = in.input_ids.defined()
-                                         ? std::vector<int64_t>{in.input_ids.size(0), in.input_ids.size(1)}
-                                         : std::vector<int64_t>{in.inputs_embeds.size(0), in.inputs_embeds.size(1)};
-  int64_t batch_size = input_shape[0], seq_length = input_shape[1];
-  auto device = in.input_ids.defined() ? in.input_ids.device() : in.inputs_embeds.device();
-
-  std::shared_ptr<Cache> cache = in.past_key_values;
-  int64_t past_key_values_length = cache ? cache->get_seq_length() : 0;
-
-  at::Tensor attention_mask = in.attention_mask.defined()
-                                  ? in.attention_mask
-                                  : at::ones({batch_size, seq_length + past_key_values_length},
-                                             at::TensorOptions(dtype()).device(device));
-  if (attention_mask.size(0) != batch_size)
-    throw ValueError("attention_mask batch size (" + std::to_string(attention_mask.size(0)) +
-                     ") does not match the inputs (" + std::to_string(batch_size) + ")");
-  at::Tensor extended_attention_mask = get_extended_attention_mask(attention_mask, input_shape);
-
-  // If a 2D or 3D attention mask is provided for the cross-attention, make it broadcastable to [B, H, T, S].
-  const at::Tensor& encoder_hidden_states = in.encoder_hidden_states;
-  at::Tensor encoder_extended_attention_mask;
-  if (c.is_decoder && encoder_hidden_states.defined()) {
-    at::Tensor encoder_attention_mask = in.encoder_attention_mask;
-    if (!encoder_attention_mask.defined())
-      encoder_attention_mask = at::ones({encoder_hidden_states.size(0), encoder_hidden_states.size(1)},
-                                        at::TensorOptions(dtype()).device(device));
-    encoder_extended_attention_mask = invert_attention_mask(encoder_attention_mask);
-  }
-  std::vector<at::Tensor> head_mask = get_head_mask(in.head_mask, c.num_hidden_layers);
-
-  at::Tensor embedding_output = embeddings->forward(in.input_ids, in.token_type_ids, in.position_ids,
-                                                    in.inputs_embeds, past_key_values_length);
-  if (use_cache && !cache) {
-    if (c.add_cross_attention && encoder_hidden_states.defined()) cache = std::make_shared<EncoderDecoderCache>();
-    else cache = std::make_shared<DynamicCache>();
-  }
-  ModelOutput out;
-  encoder->forward(embedding_output, extended_attention_mask, head_mask, encoder_hidden_states,
-                   encoder_extended_attention_mask, cache.get(), output_attentions, output_hidden_states,
-                   checkpointing, out);
-  if (pooler) out.pooler_output = pooler->forward(out.last_hidden_state);
-  if (use_cache) out.past_key_values = cache;
-  return out;
+  return bert::model_forward(
+      cfg(), in, dtype(), gradient_checkpointing && is_training(),
+      [&](int64_t past_key_values_length) {
+        return embeddings->forward(in.input_ids, in.token_type_ids, in.position_ids, in.inputs_embeds,
+                                   past_key_values_length);
+      },
+      *encoder, pooler.get());
 }
 
 TFCPP_REGISTER_MODEL("roberta", "base", RobertaModel, RobertaConfig);
@@ -711,30 +286,9 @@ TFCPP_REGISTER_MODEL("roberta", "masked-lm", RobertaForMaskedLM, RobertaConfig);
 
 // ---- Classification heads ----
 
-namespace {
-double classifier_dropout_of(const RobertaConfig& config) {
-  return config.classifier_dropout.value_or(config.hidden_dropout_prob);
-}
-
-// Inputs of the base model for a head without cache or cross-attention.
-ModelInputs encoder_inputs(const ModelInputs& in) {
-  ModelInputs inputs;
-  inputs.input_ids = in.input_ids;
-  inputs.attention_mask = in.attention_mask;
-  inputs.token_type_ids = in.token_type_ids;
-  inputs.position_ids = in.position_ids;
-  inputs.head_mask = in.head_mask;
-  inputs.inputs_embeds = in.inputs_embeds;
-  inputs.output_attentions = in.output_attentions;
-  inputs.output_hidden_states = in.output_hidden_states;
-  return inputs;
-}
-
-at::Tensor tensor_argument(const ModelInputs& in, const char* name) {
-  auto it = in.extra.find(name);
-  return it == in.extra.end() ? at::Tensor() : it->second;
-}
-}  // namespace
+using bert::classifier_dropout_of;
+using bert::encoder_inputs;
+using bert::tensor_argument;
 
 RobertaClassificationHead::RobertaClassificationHead(const RobertaConfig& config)
     : dropout(classifier_dropout_of(config)) {
@@ -744,9 +298,9 @@ RobertaClassificationHead::RobertaClassificationHead(const RobertaConfig& config
 
 at::Tensor RobertaClassificationHead::forward(const at::Tensor& features) const {
   at::Tensor x = features.select(1, 0);  // take <s> token (equiv. to [CLS])
-  x = transformers::dropout(x, dropout, is_training());
+  x = bert::dropout(x, dropout, is_training());
   x = at::tanh(dense->forward(x));
-  x = transformers::dropout(x, dropout, is_training());
+  x = bert::dropout(x, dropout, is_training());
   return out_proj->forward(x);
 }
 
@@ -767,28 +321,7 @@ ModelOutput RobertaForSequenceClassification::forward(const ModelInputs& in) {
   ModelOutput outputs = roberta->forward(encoder_inputs(in));
   ModelOutput out;
   out.logits = classifier->forward(outputs.last_hidden_state);
-  if (in.labels.defined()) {
-    at::Tensor labels = in.labels;
-    if (!config->problem_type) {
-      if (num_labels == 1) config->problem_type = "regression";
-      else if (num_labels > 1 && (labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt))
-        config->problem_type = "single_label_classification";
-      else config->problem_type = "multi_label_classification";
-    }
-    const std::string& problem_type = *config->problem_type;
-    if (problem_type == "regression") {
-      labels = labels.to(out.logits.scalar_type());
-      out.loss = num_labels == 1 ? at::mse_loss(out.logits.squeeze(), labels.squeeze()) : at::mse_loss(out.logits, labels);
-    } else if (problem_type == "single_label_classification") {
-      out.loss = at::cross_entropy_loss(out.logits.view({-1, num_labels}), labels.reshape({-1}).to(at::kLong), {},
-                                        at::Reduction::Mean, -100);
-    } else if (problem_type == "multi_label_classification") {
-      out.loss = at::binary_cross_entropy_with_logits(out.logits, labels.to(out.logits.scalar_type()));
-    } else {
-      throw ConfigError("problem_type '" + problem_type +
-                        "' is not one of regression, single_label_classification, multi_label_classification");
-    }
-  }
+  if (in.labels.defined()) out.loss = bert::sequence_classification_loss(*config, out.logits, in.labels, num_labels);
   out.hidden_states = std::move(outputs.hidden_states);
   out.attentions = std::move(outputs.attentions);
   return out;
@@ -809,24 +342,11 @@ std::shared_ptr<RobertaForMultipleChoice> RobertaForMultipleChoice::from_pretrai
 }
 
 ModelOutput RobertaForMultipleChoice::forward(const ModelInputs& in) {
-  const at::Tensor& choices = in.input_ids.defined() ? in.input_ids : in.inputs_embeds;
-  if (!choices.defined()) throw ValueError("You have to specify either input_ids or inputs_embeds");
-  if (choices.dim() != (in.input_ids.defined() ? 3 : 4))
-    throw ValueError(std::string(in.input_ids.defined() ? "input_ids" : "inputs_embeds") + " of " + class_name +
-                     " must be [batch, num_choices, seq" + (in.input_ids.defined() ? "]" : ", hidden]") + ", got " +
-                     std::to_string(choices.dim()) + "-D");
-  int64_t num_choices = choices.size(1);
-  auto flat = [](const at::Tensor& t) { return t.defined() ? t.reshape({-1, t.size(-1)}) : t; };
-  ModelInputs inputs = encoder_inputs(in);
-  inputs.input_ids = flat(in.input_ids);
-  inputs.position_ids = flat(in.position_ids);
-  inputs.token_type_ids = flat(in.token_type_ids);
-  inputs.attention_mask = flat(in.attention_mask);
-  if (in.inputs_embeds.defined())
-    inputs.inputs_embeds = in.inputs_embeds.reshape({-1, in.inputs_embeds.size(-2), in.inputs_embeds.size(-1)});
+  ModelInputs inputs;
+  int64_t num_choices = bert::flatten_multiple_choice(in, class_name, inputs);
   ModelOutput outputs = roberta->forward(inputs);
 
-  at::Tensor pooled_output = transformers::dropout(outputs.pooler_output, dropout, is_training());
+  at::Tensor pooled_output = bert::dropout(outputs.pooler_output, dropout, is_training());
   at::Tensor logits = classifier->forward(pooled_output);
   ModelOutput out;
   out.logits = logits.view({-1, num_choices});
@@ -856,7 +376,7 @@ std::shared_ptr<RobertaForTokenClassification> RobertaForTokenClassification::fr
 
 ModelOutput RobertaForTokenClassification::forward(const ModelInputs& in) {
   ModelOutput outputs = roberta->forward(encoder_inputs(in));
-  at::Tensor sequence_output = transformers::dropout(outputs.last_hidden_state, dropout, is_training());
+  at::Tensor sequence_output = bert::dropout(outputs.last_hidden_state, dropout, is_training());
   ModelOutput out;
   out.logits = classifier->forward(sequence_output);
   if (in.labels.defined())
@@ -894,18 +414,8 @@ ModelOutput RobertaForQuestionAnswering::forward(const ModelInputs& in) {
 
   ModelOutput out;
   at::Tensor start_positions = tensor_argument(in, "start_positions"), end_positions = tensor_argument(in, "end_positions");
-  if (start_positions.defined() && end_positions.defined()) {
-    // If we are on multi-GPU, split add a dimension
-    if (start_positions.dim() > 1) start_positions = start_positions.squeeze(-1);
-    if (end_positions.dim() > 1) end_positions = end_positions.squeeze(-1);
-    // sometimes the start/end positions are outside our model inputs, we ignore these terms
-    int64_t ignored_index = start_logits.size(1);
-    start_positions = start_positions.to(at::kLong).clamp(0, ignored_index);
-    end_positions = end_positions.to(at::kLong).clamp(0, ignored_index);
-    at::Tensor start_loss = at::cross_entropy_loss(start_logits, start_positions, {}, at::Reduction::Mean, ignored_index);
-    at::Tensor end_loss = at::cross_entropy_loss(end_logits, end_positions, {}, at::Reduction::Mean, ignored_index);
-    out.loss = (start_loss + end_loss) / 2;
-  }
+  if (start_positions.defined() && end_positions.defined())
+    out.loss = bert::question_answering_loss(start_logits, end_logits, start_positions, end_positions);
   out.extra["start_logits"] = start_logits;
   out.extra["end_logits"] = end_logits;
   out.hidden_states = std::move(outputs.hidden_states);
