@@ -9,6 +9,8 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include <fstream>
+
 using namespace transformers;
 using namespace tfcpp_test;
 
@@ -192,6 +194,28 @@ TEST(ModelingUtilsGradientCheckpointing, FrozenEmbeddingsWithInputRequireGrads) 
   model->forward(in).loss.backward();
   EXPECT_TRUE(model->model->layers->operator[](0)->mlp->up_proj->weight.grad().defined());
   EXPECT_FALSE(model->model->embed_tokens->weight.grad().defined());
+}
+
+TEST(ModelingUtilsCard, ModelTagsAreSavedInAModelCard) {
+  auto model = std::make_shared<LlamaForCausalLM>(tiny_llama(false));
+  model->add_model_tags({"trl", "sft"});
+  model->add_model_tags({"sft", "lora"});
+  EXPECT_EQ(model->model_tags, (std::vector<std::string>{"trl", "sft", "lora"}));
+  TempDir tmp;
+  model->save_pretrained(tmp.str());
+  std::ifstream in(tmp / "README.md");
+  std::string card((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(card.rfind("---\nlibrary_name: transformers\ntags:\n- trl\n- sft\n- lora\n---\n", 0), 0u) << card;
+}
+
+TEST(ModelingUtilsCard, FloatingPointOps) {
+  auto model = std::make_shared<LlamaForCausalLM>(tiny_llama(false));
+  ModelInputs in;
+  in.input_ids = ids();
+  int64_t non_embedding = model->num_parameters(false, true);
+  EXPECT_EQ(non_embedding, model->num_parameters() - 50 * 16);  // lm_head is a Linear, so it counts
+  EXPECT_EQ(model->floating_point_ops(in), 6 * 7 * non_embedding);
+  EXPECT_EQ(model->floating_point_ops(in, false), 6 * 7 * model->num_parameters());
 }
 
 TEST(ModelingUtilsHeads, FamiliesWithoutPruningSaySo) {

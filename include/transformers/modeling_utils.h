@@ -141,7 +141,14 @@ class PreTrainedModel : public nn::Module {
   void init_weights();  // every module, then tie_weights
   void post_init();     // end of each family constructor: re-apply pruned heads, init weights, tie
 
+  // ---- Model card ----
+  // add_model_tags: kept (no duplicates) and written as a model card README.md by save_pretrained.
+  void add_model_tags(const std::vector<std::string>& tags);
+  std::vector<std::string> model_tags;
+
   // ---- Introspection ----
+  // floating_point_ops: 6 * tokens * parameters (forward + backward), embeddings excluded by default.
+  int64_t floating_point_ops(const ModelInputs& inputs, bool exclude_embeddings = true) const;
   int64_t num_parameters(bool only_trainable = false, bool exclude_embeddings = false) const;
   int64_t get_memory_footprint() const;  // bytes of parameters and buffers, tied counted once
   virtual bool can_generate() const { return false; }

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <unordered_map>
@@ -268,6 +269,17 @@ int64_t PreTrainedModel::num_parameters(bool only_trainable, bool exclude_embedd
   return total;
 }
 
+void PreTrainedModel::add_model_tags(const std::vector<std::string>& tags) {
+  for (const auto& tag : tags)
+    if (std::find(model_tags.begin(), model_tags.end(), tag) == model_tags.end()) model_tags.push_back(tag);
+}
+
+int64_t PreTrainedModel::floating_point_ops(const ModelInputs& inputs, bool exclude_embeddings) const {
+  const at::Tensor& main = inputs.input_ids.defined() ? inputs.input_ids : inputs.inputs_embeds;
+  int64_t tokens = !main.defined() ? 0 : inputs.input_ids.defined() ? main.numel() : main.numel() / main.size(-1);
+  return 6 * tokens * num_parameters(false, exclude_embeddings);
+}
+
 int64_t PreTrainedModel::get_memory_footprint() const {
   std::set<const void*> seen;
   int64_t bytes = 0;
@@ -482,6 +494,24 @@ LoadingInfo PreTrainedModel::load_pretrained_weights(const std::string& dir, con
 // ---------------------------------------------------------------------------------------------------------------
 // Saving
 
+namespace {
+
+// The model card transformers' create_and_tag_model_card writes: YAML front matter with the tags.
+void write_model_card(const std::string& dir, const std::string& class_name, const std::vector<std::string>& tags) {
+  std::string card = "---\nlibrary_name: transformers\ntags:\n";
+  for (const auto& tag : tags) card += "- " + tag + "\n";
+  card += "---\n\n# Model Card for " + class_name + "\n\n<!-- Provide a quick summary of what the model is/does. -->\n";
+  std::string path = (fs::path(dir) / "README.md").string(), tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << card;
+    if (!out) throw CheckpointError("cannot write " + path);
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
 void PreTrainedModel::save_pretrained(const std::string& dir, const SavePretrainedOptions& options) {
   if (fs::exists(dir) && !fs::is_directory(dir)) throw CheckpointError(dir + " exists and is not a directory");
   std::error_code ec;
@@ -577,6 +607,7 @@ void PreTrainedModel::save_pretrained(const std::string& dir, const SavePretrain
     config->save_pretrained(dir);
     if (can_generate()) generation_config.save_pretrained(dir);
   }
+  if (!model_tags.empty()) write_model_card(dir, class_name, model_tags);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
