@@ -28,6 +28,12 @@ class AutoConfig {
 // Loads `path` with the class registered under `class_name` ("LlamaForCausalLM"), checking the config's model_type.
 std::shared_ptr<PreTrainedModel> model_from_pretrained(const std::string& path, const std::string& class_name,
                                                        const FromPretrainedOptions& options = {});
+// model_from_pretrained, typed: LlamaForCausalLM::from_pretrained and friends.
+template <typename T>
+std::shared_ptr<T> from_pretrained_as(const std::string& path, const std::string& class_name,
+                                      const FromPretrainedOptions& options = {}) {
+  return std::dynamic_pointer_cast<T>(model_from_pretrained(path, class_name, options));
+}
 // Builds a randomly initialised model of `class_name` from a config (transformers' Model(config)).
 std::shared_ptr<PreTrainedModel> model_from_config(std::shared_ptr<PretrainedConfig> config,
                                                    const std::string& class_name);

@@ -185,6 +185,10 @@ class PreTrainedModel : public nn::Module {
   std::shared_ptr<torch::nn::Module> submodule(const std::string& name) const;
 };
 
+// ModuleUtilsMixin.get_head_mask: [heads] or [layers, heads] -> one broadcastable [1, H, 1, 1] mask per layer
+// (undefined tensors when no mask). ValueError for other shapes.
+std::vector<at::Tensor> get_head_mask(const at::Tensor& head_mask, int64_t num_hidden_layers, c10::ScalarType dtype);
+
 // Builds a model of the registered class from a config; used by from_pretrained and the auto classes.
 using ModelFactory = std::function<std::shared_ptr<PreTrainedModel>(std::shared_ptr<PretrainedConfig>)>;
 

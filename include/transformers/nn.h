@@ -84,6 +84,9 @@ std::pair<std::set<int64_t>, at::Tensor> find_pruneable_heads_and_indices(const 
                                                                           int64_t n_heads, int64_t head_size,
                                                                           const std::set<int64_t>& already_pruned);
 
+// nn.functional.dropout: identity unless training with p > 0.
+at::Tensor dropout(const at::Tensor& x, double p, bool training);
+
 // ACT2FN: "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu"/"swish", "tanh", "sigmoid", "quick_gelu", ...
 // Throws ValueError listing the supported names.
 using Activation = at::Tensor (*)(const at::Tensor&);

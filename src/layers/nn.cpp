@@ -65,6 +65,10 @@ LayerNorm::LayerNorm(int64_t d, double e, bool with_bias) : dim(d), eps(e) {
 
 at::Tensor LayerNorm::forward(const at::Tensor& x) const { return at::layer_norm(x, {dim}, weight, bias, eps); }
 
+at::Tensor dropout(const at::Tensor& x, double p, bool training) {
+  return training && p > 0 ? at::dropout(x, p, true) : x;
+}
+
 void prune_linear_layer(Linear& layer, const at::Tensor& index, int64_t dim) {
   at::NoGradGuard no_grad;
   at::Tensor w = layer.weight.index_select(dim, index).clone().contiguous();

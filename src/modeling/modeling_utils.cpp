@@ -681,6 +681,25 @@ std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path, c
   return model;
 }
 
+std::vector<at::Tensor> get_head_mask(const at::Tensor& head_mask, int64_t num_hidden_layers, c10::ScalarType dtype) {
+  std::vector<at::Tensor> out(num_hidden_layers);
+  if (!head_mask.defined()) return out;
+  at::Tensor mask;  // [layers, 1, heads, 1, 1]
+  if (head_mask.dim() == 1)
+    mask = head_mask.unsqueeze(0).unsqueeze(0).unsqueeze(-1).unsqueeze(-1).expand({num_hidden_layers, -1, -1, -1, -1});
+  else if (head_mask.dim() == 2)
+    mask = head_mask.unsqueeze(1).unsqueeze(-1).unsqueeze(-1);  // a head_mask for each layer
+  else
+    throw ValueError("head_mask must be [num_heads] or [num_hidden_layers, num_heads], got " +
+                     std::to_string(head_mask.dim()) + "-D");
+  if (mask.size(0) != num_hidden_layers)
+    throw ValueError("head_mask has " + std::to_string(mask.size(0)) + " layers, the model " +
+                     std::to_string(num_hidden_layers));
+  mask = mask.to(dtype);
+  for (int64_t i = 0; i < num_hidden_layers; ++i) out[i] = mask[i];
+  return out;
+}
+
 int64_t convert_file_size_to_int(const std::string& size) {
   static const std::regex re(R"(^\s*(\d+(?:\.\d+)?)\s*([KMGT]I?B|[KMGT]?B)?\s*$)", std::regex::icase);
   std::smatch m;

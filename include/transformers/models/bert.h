@@ -154,7 +154,6 @@ at::Tensor get_extended_attention_mask(const at::Tensor& attention_mask, at::Int
                                        c10::ScalarType dtype);
 at::Tensor invert_attention_mask(const at::Tensor& encoder_attention_mask, c10::ScalarType dtype);
 // [heads] or [layers, heads] -> one [1, H, 1, 1]-broadcastable mask per layer (undefined when no head_mask).
-std::vector<at::Tensor> get_head_mask(const at::Tensor& head_mask, int64_t num_hidden_layers, c10::ScalarType dtype);
 
 // BertModel.forward once the embeddings are chosen: `embed(past_key_values_length)` runs the family's embeddings.
 ModelOutput model_forward(const BertConfig& config, const ModelInputs& inputs, c10::ScalarType dtype,
@@ -165,7 +164,7 @@ ModelOutput model_forward(const BertConfig& config, const ModelInputs& inputs, c
 ModelInputs encoder_inputs(const ModelInputs& in);
 at::Tensor tensor_argument(const ModelInputs& in, const char* name);  // in.extra[name] or undefined
 double classifier_dropout_of(const BertConfig& config);
-at::Tensor dropout(const at::Tensor& x, double p, bool training);
+using nn::dropout;
 // ValueError unless every id lies in [0, size) (`limit` names the config field).
 void check_ids_in_range(const at::Tensor& ids, int64_t size, const char* what, const char* limit);
 

@@ -75,7 +75,6 @@ void check_ids_in_range(const at::Tensor& ids, int64_t size, const char* what, c
     throw ValueError(std::string(what) + " must lie in [0, " + std::to_string(size) + ") (config." + limit +
                      "), got values in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
 }
-at::Tensor dropout(const at::Tensor& x, double p, bool training) { return training && p > 0 ? at::dropout(x, p, true) : x; }
 }  // namespace bert
 
 // ---- Embeddings ----
@@ -432,24 +431,6 @@ at::Tensor invert_attention_mask(const at::Tensor& encoder_attention_mask, c10::
   return (1.0 - extended) * finfo_min(dtype);
 }
 
-std::vector<at::Tensor> get_head_mask(const at::Tensor& head_mask, int64_t num_hidden_layers, c10::ScalarType dtype) {
-  std::vector<at::Tensor> out(num_hidden_layers);
-  if (!head_mask.defined()) return out;
-  at::Tensor mask;  // [layers, 1, heads, 1, 1]
-  if (head_mask.dim() == 1)
-    mask = head_mask.unsqueeze(0).unsqueeze(0).unsqueeze(-1).unsqueeze(-1).expand({num_hidden_layers, -1, -1, -1, -1});
-  else if (head_mask.dim() == 2)
-    mask = head_mask.unsqueeze(1).unsqueeze(-1).unsqueeze(-1);  // a head_mask for each layer
-  else
-    throw ValueError("head_mask must be [num_heads] or [num_hidden_layers, num_heads], got " +
-                     std::to_string(head_mask.dim()) + "-D");
-  if (mask.size(0) != num_hidden_layers)
-    throw ValueError("head_mask has " + std::to_string(mask.size(0)) + " layers, the model " +
-                     std::to_string(num_hidden_layers));
-  mask = mask.to(dtype);
-  for (int64_t i = 0; i < num_hidden_layers; ++i) out[i] = mask[i];
-  return out;
-}
 
 ModelOutput model_forward(const BertConfig& c, const ModelInputs& in, c10::ScalarType dtype,
                           bool checkpointing, const std::function<at::Tensor(int64_t)>& embed,
@@ -615,10 +596,6 @@ void BertPreTrainedModel::_init_weights(torch::nn::Module& module) {
 }
 
 namespace {
-template <typename T>
-std::shared_ptr<T> load_as(const std::string& path, const std::string& class_name, const FromPretrainedOptions& options) {
-  return std::dynamic_pointer_cast<T>(model_from_pretrained(path, class_name, options));
-}
 
 at::Tensor masked_lm_loss(const at::Tensor& prediction_scores, const at::Tensor& labels) {
   return at::cross_entropy_loss(prediction_scores.view({-1, prediction_scores.size(-1)}), labels.reshape({-1}), {},
@@ -643,7 +620,7 @@ BertModel::BertModel(std::shared_ptr<BertConfig> config, bool add_pooling_layer)
 }
 
 std::shared_ptr<BertModel> BertModel::from_pretrained(const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<BertModel>(path, "BertModel", options);
+  return from_pretrained_as<BertModel>(path, "BertModel", options);
 }
 
 void BertModel::set_input_embeddings(std::shared_ptr<nn::Embedding> value) {
@@ -725,7 +702,7 @@ BertForPreTraining::BertForPreTraining(std::shared_ptr<BertConfig> config)
 
 std::shared_ptr<BertForPreTraining> BertForPreTraining::from_pretrained(const std::string& path,
                                                                         const FromPretrainedOptions& options) {
-  return load_as<BertForPreTraining>(path, "BertForPreTraining", options);
+  return from_pretrained_as<BertForPreTraining>(path, "BertForPreTraining", options);
 }
 
 void BertForPreTraining::set_output_embeddings(std::shared_ptr<nn::Linear> value) {
@@ -769,7 +746,7 @@ BertLMHeadModel::BertLMHeadModel(std::shared_ptr<BertConfig> config) : BertPreTr
 
 std::shared_ptr<BertLMHeadModel> BertLMHeadModel::from_pretrained(const std::string& path,
                                                                   const FromPretrainedOptions& options) {
-  return load_as<BertLMHeadModel>(path, "BertLMHeadModel", options);
+  return from_pretrained_as<BertLMHeadModel>(path, "BertLMHeadModel", options);
 }
 
 void BertLMHeadModel::set_output_embeddings(std::shared_ptr<nn::Linear> value) {
@@ -833,7 +810,7 @@ BertForMaskedLM::BertForMaskedLM(std::shared_ptr<BertConfig> config) : BertPreTr
 
 std::shared_ptr<BertForMaskedLM> BertForMaskedLM::from_pretrained(const std::string& path,
                                                                   const FromPretrainedOptions& options) {
-  return load_as<BertForMaskedLM>(path, "BertForMaskedLM", options);
+  return from_pretrained_as<BertForMaskedLM>(path, "BertForMaskedLM", options);
 }
 
 void BertForMaskedLM::set_output_embeddings(std::shared_ptr<nn::Linear> value) {
@@ -870,7 +847,7 @@ BertForNextSentencePrediction::BertForNextSentencePrediction(std::shared_ptr<Ber
 
 std::shared_ptr<BertForNextSentencePrediction> BertForNextSentencePrediction::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<BertForNextSentencePrediction>(path, "BertForNextSentencePrediction", options);
+  return from_pretrained_as<BertForNextSentencePrediction>(path, "BertForNextSentencePrediction", options);
 }
 
 ModelOutput BertForNextSentencePrediction::forward(const ModelInputs& in) {
@@ -901,7 +878,7 @@ BertForSequenceClassification::BertForSequenceClassification(std::shared_ptr<Ber
 
 std::shared_ptr<BertForSequenceClassification> BertForSequenceClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<BertForSequenceClassification>(path, "BertForSequenceClassification", options);
+  return from_pretrained_as<BertForSequenceClassification>(path, "BertForSequenceClassification", options);
 }
 
 ModelOutput BertForSequenceClassification::forward(const ModelInputs& in) {
@@ -927,7 +904,7 @@ BertForMultipleChoice::BertForMultipleChoice(std::shared_ptr<BertConfig> config)
 
 std::shared_ptr<BertForMultipleChoice> BertForMultipleChoice::from_pretrained(const std::string& path,
                                                                               const FromPretrainedOptions& options) {
-  return load_as<BertForMultipleChoice>(path, "BertForMultipleChoice", options);
+  return from_pretrained_as<BertForMultipleChoice>(path, "BertForMultipleChoice", options);
 }
 
 ModelOutput BertForMultipleChoice::forward(const ModelInputs& in) {
@@ -958,7 +935,7 @@ BertForTokenClassification::BertForTokenClassification(std::shared_ptr<BertConfi
 
 std::shared_ptr<BertForTokenClassification> BertForTokenClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<BertForTokenClassification>(path, "BertForTokenClassification", options);
+  return from_pretrained_as<BertForTokenClassification>(path, "BertForTokenClassification", options);
 }
 
 ModelOutput BertForTokenClassification::forward(const ModelInputs& in) {
@@ -986,7 +963,7 @@ BertForQuestionAnswering::BertForQuestionAnswering(std::shared_ptr<BertConfig> c
 
 std::shared_ptr<BertForQuestionAnswering> BertForQuestionAnswering::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<BertForQuestionAnswering>(path, "BertForQuestionAnswering", options);
+  return from_pretrained_as<BertForQuestionAnswering>(path, "BertForQuestionAnswering", options);
 }
 
 ModelOutput BertForQuestionAnswering::forward(const ModelInputs& in) {

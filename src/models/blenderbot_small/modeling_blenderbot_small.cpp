@@ -150,10 +150,6 @@ at::Tensor layer_slice(const at::Tensor& mask, size_t idx) {
   return mask.defined() ? mask[static_cast<int64_t>(idx)] : at::Tensor();
 }
 
-at::Tensor nn_dropout(const at::Tensor& x, double p, bool training) {
-  return training && p > 0 ? at::dropout(x, p, true) : x;
-}
-
 // LayerDrop (https://arxiv.org/abs/1909.11556): skip the layer with probability `layerdrop` while training.
 bool drop_layer(bool training, double layerdrop) {
   return training && at::rand({}).item<double>() < layerdrop;
@@ -266,7 +262,7 @@ BlenderbotSmallAttention::Output BlenderbotSmallAttention::forward(
 
   if (output_attentions) out.attn_weights = attn_weights.view({bsz, num_heads, tgt_len, src_len});
 
-  at::Tensor attn_probs = nn_dropout(attn_weights, dropout, is_training());
+  at::Tensor attn_probs = nn::dropout(attn_weights, dropout, is_training());
   at::Tensor attn_output = at::bmm(attn_probs, value_states);
 
   attn_output = attn_output.view({bsz, num_heads, tgt_len, head_dim});
@@ -316,15 +312,15 @@ std::pair<at::Tensor, at::Tensor> BlenderbotSmallEncoderLayer::forward(const at:
   at::Tensor residual = hidden_states_in;
   auto attn = self_attn->forward(hidden_states_in, {}, {}, nullptr, 0, attention_mask, layer_head_mask,
                                  output_attentions);
-  at::Tensor hidden_states = nn_dropout(attn.attn_output, dropout, training);
+  at::Tensor hidden_states = nn::dropout(attn.attn_output, dropout, training);
   hidden_states = residual + hidden_states;
   hidden_states = self_attn_layer_norm->forward(hidden_states);
 
   residual = hidden_states;
   hidden_states = activation_fn(fc1->forward(hidden_states));
-  hidden_states = nn_dropout(hidden_states, activation_dropout, training);
+  hidden_states = nn::dropout(hidden_states, activation_dropout, training);
   hidden_states = fc2->forward(hidden_states);
-  hidden_states = nn_dropout(hidden_states, dropout, training);
+  hidden_states = nn::dropout(hidden_states, dropout, training);
   hidden_states = residual + hidden_states;
   hidden_states = final_layer_norm->forward(hidden_states);
   return {clamp_inf_fp16(hidden_states), attn.attn_weights};
@@ -359,7 +355,7 @@ BlenderbotSmallDecoderLayer::Output BlenderbotSmallDecoderLayer::forward(
   // Self Attention
   auto self = self_attn->forward(hidden_states_in, {}, {}, self_cache, layer_idx, attention_mask, layer_head_mask,
                                  output_attentions);
-  at::Tensor hidden_states = nn_dropout(self.attn_output, dropout, training);
+  at::Tensor hidden_states = nn::dropout(self.attn_output, dropout, training);
   hidden_states = residual + hidden_states;
   hidden_states = self_attn_layer_norm->forward(hidden_states);
   out.self_attn_weights = self.attn_weights;
@@ -369,7 +365,7 @@ BlenderbotSmallDecoderLayer::Output BlenderbotSmallDecoderLayer::forward(
     residual = hidden_states;
     auto cross = encoder_attn->forward(hidden_states, encoder_hidden_states, cross_past_key_value, nullptr, layer_idx,
                                        encoder_attention_mask, cross_attn_layer_head_mask, output_attentions);
-    hidden_states = nn_dropout(cross.attn_output, dropout, training);
+    hidden_states = nn::dropout(cross.attn_output, dropout, training);
     hidden_states = residual + hidden_states;
     hidden_states = encoder_attn_layer_norm->forward(hidden_states);
     out.cross_attn_weights = cross.attn_weights;
@@ -382,9 +378,9 @@ BlenderbotSmallDecoderLayer::Output BlenderbotSmallDecoderLayer::forward(
   // Fully Connected
   residual = hidden_states;
   hidden_states = activation_fn(fc1->forward(hidden_states));
-  hidden_states = nn_dropout(hidden_states, activation_dropout, training);
+  hidden_states = nn::dropout(hidden_states, activation_dropout, training);
   hidden_states = fc2->forward(hidden_states);
-  hidden_states = nn_dropout(hidden_states, dropout, training);
+  hidden_states = nn::dropout(hidden_states, dropout, training);
   hidden_states = residual + hidden_states;
   out.hidden_states = final_layer_norm->forward(hidden_states);
   return out;
@@ -468,7 +464,7 @@ ModelOutput BlenderbotSmallEncoder::forward(const ModelInputs& in) {
   at::Tensor embed_pos = embed_positions->forward(input_shape);
   at::Tensor hidden_states = inputs_embeds + embed_pos;
   hidden_states = layernorm_embedding->forward(hidden_states);
-  hidden_states = nn_dropout(hidden_states, dropout, training);
+  hidden_states = nn::dropout(hidden_states, dropout, training);
 
   // expand attention_mask: [bsz, seq_len] -> [bsz, 1, tgt_seq_len, src_seq_len]
   at::Tensor attention_mask;
@@ -588,7 +584,7 @@ ModelOutput BlenderbotSmallDecoder::forward(const ModelInputs& in) {
   // BlenderbotSmall applies layer norm on hidden_states
   inputs_embeds = layernorm_embedding->forward(inputs_embeds);
   at::Tensor hidden_states = inputs_embeds + positions;
-  hidden_states = nn_dropout(hidden_states, dropout, training);
+  hidden_states = nn::dropout(hidden_states, dropout, training);
 
   check_head_mask(in.head_mask, "head_mask", layers->size(), c.decoder_attention_heads);
   check_head_mask(in.cross_attn_head_mask, "cross_attn_head_mask", layers->size(), c.decoder_attention_heads);

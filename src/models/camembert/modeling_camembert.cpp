@@ -8,20 +8,13 @@ namespace transformers {
 
 TFCPP_REGISTER_CONFIG("camembert", CamembertConfig);
 
-namespace {
-template <typename T>
-std::shared_ptr<T> load_as(const std::string& path, const std::string& class_name, const FromPretrainedOptions& options) {
-  return std::dynamic_pointer_cast<T>(model_from_pretrained(path, class_name, options));
-}
-}  // namespace
-
 CamembertModel::CamembertModel(std::shared_ptr<CamembertConfig> config, bool add_pooling_layer)
     : RobertaModel(config, add_pooling_layer, "Camembert") {
   _no_split_modules.clear();
 }
 std::shared_ptr<CamembertModel> CamembertModel::from_pretrained(const std::string& path,
                                                                 const FromPretrainedOptions& options) {
-  return load_as<CamembertModel>(path, "CamembertModel", options);
+  return from_pretrained_as<CamembertModel>(path, "CamembertModel", options);
 }
 TFCPP_REGISTER_MODEL("camembert", "base", CamembertModel, CamembertConfig);
 
@@ -31,7 +24,7 @@ CamembertForCausalLM::CamembertForCausalLM(std::shared_ptr<CamembertConfig> conf
 }
 std::shared_ptr<CamembertForCausalLM> CamembertForCausalLM::from_pretrained(const std::string& path,
                                                                             const FromPretrainedOptions& options) {
-  return load_as<CamembertForCausalLM>(path, "CamembertForCausalLM", options);
+  return from_pretrained_as<CamembertForCausalLM>(path, "CamembertForCausalLM", options);
 }
 TFCPP_REGISTER_MODEL("camembert", "causal-lm", CamembertForCausalLM, CamembertConfig);
 
@@ -41,7 +34,7 @@ CamembertForMaskedLM::CamembertForMaskedLM(std::shared_ptr<CamembertConfig> conf
 }
 std::shared_ptr<CamembertForMaskedLM> CamembertForMaskedLM::from_pretrained(const std::string& path,
                                                                             const FromPretrainedOptions& options) {
-  return load_as<CamembertForMaskedLM>(path, "CamembertForMaskedLM", options);
+  return from_pretrained_as<CamembertForMaskedLM>(path, "CamembertForMaskedLM", options);
 }
 TFCPP_REGISTER_MODEL("camembert", "masked-lm", CamembertForMaskedLM, CamembertConfig);
 
@@ -51,7 +44,7 @@ CamembertForSequenceClassification::CamembertForSequenceClassification(std::shar
 }
 std::shared_ptr<CamembertForSequenceClassification> CamembertForSequenceClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<CamembertForSequenceClassification>(path, "CamembertForSequenceClassification", options);
+  return from_pretrained_as<CamembertForSequenceClassification>(path, "CamembertForSequenceClassification", options);
 }
 TFCPP_REGISTER_MODEL("camembert", "sequence-classification", CamembertForSequenceClassification, CamembertConfig);
 
@@ -61,7 +54,7 @@ CamembertForMultipleChoice::CamembertForMultipleChoice(std::shared_ptr<Camembert
 }
 std::shared_ptr<CamembertForMultipleChoice> CamembertForMultipleChoice::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<CamembertForMultipleChoice>(path, "CamembertForMultipleChoice", options);
+  return from_pretrained_as<CamembertForMultipleChoice>(path, "CamembertForMultipleChoice", options);
 }
 TFCPP_REGISTER_MODEL("camembert", "multiple-choice", CamembertForMultipleChoice, CamembertConfig);
 
@@ -71,7 +64,7 @@ CamembertForTokenClassification::CamembertForTokenClassification(std::shared_ptr
 }
 std::shared_ptr<CamembertForTokenClassification> CamembertForTokenClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<CamembertForTokenClassification>(path, "CamembertForTokenClassification", options);
+  return from_pretrained_as<CamembertForTokenClassification>(path, "CamembertForTokenClassification", options);
 }
 TFCPP_REGISTER_MODEL("camembert", "token-classification", CamembertForTokenClassification, CamembertConfig);
 
@@ -81,7 +74,7 @@ CamembertForQuestionAnswering::CamembertForQuestionAnswering(std::shared_ptr<Cam
 }
 std::shared_ptr<CamembertForQuestionAnswering> CamembertForQuestionAnswering::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<CamembertForQuestionAnswering>(path, "CamembertForQuestionAnswering", options);
+  return from_pretrained_as<CamembertForQuestionAnswering>(path, "CamembertForQuestionAnswering", options);
 }
 TFCPP_REGISTER_MODEL("camembert", "question-answering", CamembertForQuestionAnswering, CamembertConfig);
 

@@ -55,7 +55,7 @@ TFCPP_REGISTER_CONFIG("gpt2", GPT2Config);
 
 namespace {
 
-at::Tensor dropout(const at::Tensor& x, double p, bool training) { return training && p > 0 ? at::dropout(x, p, true) : x; }
+using nn::dropout;
 
 // torch.finfo(dtype).min
 double finfo_min(c10::ScalarType dtype) {
@@ -364,30 +364,6 @@ void GPT2PreTrainedModel::_init_weights(torch::nn::Module& module) {
 }
 
 namespace {
-template <typename T>
-std::shared_ptr<T> load_as(const std::string& path, const std::string& class_name, const FromPretrainedOptions& options) {
-  return std::dynamic_pointer_cast<T>(model_from_pretrained(path, class_name, options));
-}
-
-// ModuleUtilsMixin.get_head_mask: [heads] or [layers, heads] -> one broadcastable [1, H, 1, 1] mask per layer.
-std::vector<at::Tensor> get_head_mask(const at::Tensor& head_mask, int64_t num_hidden_layers, c10::ScalarType dtype) {
-  std::vector<at::Tensor> out(num_hidden_layers);
-  if (!head_mask.defined()) return out;
-  at::Tensor mask;  // [layers, 1, heads, 1, 1]
-  if (head_mask.dim() == 1)
-    mask = head_mask.unsqueeze(0).unsqueeze(0).unsqueeze(-1).unsqueeze(-1).expand({num_hidden_layers, -1, -1, -1, -1});
-  else if (head_mask.dim() == 2)
-    mask = head_mask.unsqueeze(1).unsqueeze(-1).unsqueeze(-1);  // a head_mask for each layer
-  else
-    throw ValueError("head_mask must be [num_heads] or [num_hidden_layers, num_heads], got " +
-                     std::to_string(head_mask.dim()) + "-D");
-  if (mask.size(0) != num_hidden_layers)
-    throw ValueError("head_mask has " + std::to_string(mask.size(0)) + " layers, the model " +
-                     std::to_string(num_hidden_layers));
-  mask = mask.to(dtype);
-  for (int64_t i = 0; i < num_hidden_layers; ++i) out[i] = mask[i];
-  return out;
-}
 
 // What the heads pass on to the transformer (GPT2Model.forward's arguments).
 ModelInputs transformer_inputs(const ModelInputs& in) {
@@ -420,7 +396,7 @@ GPT2Model::GPT2Model(std::shared_ptr<GPT2Config> config)
 }
 
 std::shared_ptr<GPT2Model> GPT2Model::from_pretrained(const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<GPT2Model>(path, "GPT2Model", options);
+  return from_pretrained_as<GPT2Model>(path, "GPT2Model", options);
 }
 
 void GPT2Model::set_input_embeddings(std::shared_ptr<nn::Embedding> value) { wte = replace_module("wte", value); }
@@ -561,7 +537,7 @@ GPT2LMHeadModel::GPT2LMHeadModel(std::shared_ptr<GPT2Config> config) : GPT2PreTr
 
 std::shared_ptr<GPT2LMHeadModel> GPT2LMHeadModel::from_pretrained(const std::string& path,
                                                                   const FromPretrainedOptions& options) {
-  return load_as<GPT2LMHeadModel>(path, "GPT2LMHeadModel", options);
+  return from_pretrained_as<GPT2LMHeadModel>(path, "GPT2LMHeadModel", options);
 }
 
 void GPT2LMHeadModel::set_output_embeddings(std::shared_ptr<nn::Linear> value) {
@@ -638,7 +614,7 @@ GPT2ForSequenceClassification::GPT2ForSequenceClassification(std::shared_ptr<GPT
 
 std::shared_ptr<GPT2ForSequenceClassification> GPT2ForSequenceClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<GPT2ForSequenceClassification>(path, "GPT2ForSequenceClassification", options);
+  return from_pretrained_as<GPT2ForSequenceClassification>(path, "GPT2ForSequenceClassification", options);
 }
 
 ModelOutput GPT2ForSequenceClassification::forward(const ModelInputs& in) {
@@ -716,7 +692,7 @@ GPT2ForTokenClassification::GPT2ForTokenClassification(std::shared_ptr<GPT2Confi
 
 std::shared_ptr<GPT2ForTokenClassification> GPT2ForTokenClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<GPT2ForTokenClassification>(path, "GPT2ForTokenClassification", options);
+  return from_pretrained_as<GPT2ForTokenClassification>(path, "GPT2ForTokenClassification", options);
 }
 
 ModelOutput GPT2ForTokenClassification::forward(const ModelInputs& in) {

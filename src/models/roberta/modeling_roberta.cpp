@@ -110,13 +110,6 @@ void RobertaPreTrainedModel::_init_weights(torch::nn::Module& module) {
   }
 }
 
-namespace {
-template <typename T>
-std::shared_ptr<T> load_as(const std::string& path, const std::string& class_name, const FromPretrainedOptions& options) {
-  return std::dynamic_pointer_cast<T>(model_from_pretrained(path, class_name, options));
-}
-}  // namespace
-
 // ---- RobertaModel ----
 
 RobertaModel::RobertaModel(std::shared_ptr<RobertaConfig> config, bool add_pooling_layer, const std::string& prefix)
@@ -129,7 +122,7 @@ RobertaModel::RobertaModel(std::shared_ptr<RobertaConfig> config, bool add_pooli
 
 std::shared_ptr<RobertaModel> RobertaModel::from_pretrained(const std::string& path,
                                                             const FromPretrainedOptions& options) {
-  return load_as<RobertaModel>(path, "RobertaModel", options);
+  return from_pretrained_as<RobertaModel>(path, "RobertaModel", options);
 }
 
 void RobertaModel::set_input_embeddings(std::shared_ptr<nn::Embedding> value) {
@@ -186,7 +179,7 @@ RobertaForCausalLM::RobertaForCausalLM(std::shared_ptr<RobertaConfig> config, co
 
 std::shared_ptr<RobertaForCausalLM> RobertaForCausalLM::from_pretrained(const std::string& path,
                                                                         const FromPretrainedOptions& options) {
-  return load_as<RobertaForCausalLM>(path, "RobertaForCausalLM", options);
+  return from_pretrained_as<RobertaForCausalLM>(path, "RobertaForCausalLM", options);
 }
 
 void RobertaForCausalLM::set_output_embeddings(std::shared_ptr<nn::Linear> value) {
@@ -253,7 +246,7 @@ RobertaForMaskedLM::RobertaForMaskedLM(std::shared_ptr<RobertaConfig> config, co
 
 std::shared_ptr<RobertaForMaskedLM> RobertaForMaskedLM::from_pretrained(const std::string& path,
                                                                         const FromPretrainedOptions& options) {
-  return load_as<RobertaForMaskedLM>(path, "RobertaForMaskedLM", options);
+  return from_pretrained_as<RobertaForMaskedLM>(path, "RobertaForMaskedLM", options);
 }
 
 void RobertaForMaskedLM::set_output_embeddings(std::shared_ptr<nn::Linear> value) {
@@ -314,7 +307,7 @@ RobertaForSequenceClassification::RobertaForSequenceClassification(std::shared_p
 
 std::shared_ptr<RobertaForSequenceClassification> RobertaForSequenceClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<RobertaForSequenceClassification>(path, "RobertaForSequenceClassification", options);
+  return from_pretrained_as<RobertaForSequenceClassification>(path, "RobertaForSequenceClassification", options);
 }
 
 ModelOutput RobertaForSequenceClassification::forward(const ModelInputs& in) {
@@ -338,7 +331,7 @@ RobertaForMultipleChoice::RobertaForMultipleChoice(std::shared_ptr<RobertaConfig
 
 std::shared_ptr<RobertaForMultipleChoice> RobertaForMultipleChoice::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<RobertaForMultipleChoice>(path, "RobertaForMultipleChoice", options);
+  return from_pretrained_as<RobertaForMultipleChoice>(path, "RobertaForMultipleChoice", options);
 }
 
 ModelOutput RobertaForMultipleChoice::forward(const ModelInputs& in) {
@@ -371,7 +364,7 @@ RobertaForTokenClassification::RobertaForTokenClassification(std::shared_ptr<Rob
 
 std::shared_ptr<RobertaForTokenClassification> RobertaForTokenClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<RobertaForTokenClassification>(path, "RobertaForTokenClassification", options);
+  return from_pretrained_as<RobertaForTokenClassification>(path, "RobertaForTokenClassification", options);
 }
 
 ModelOutput RobertaForTokenClassification::forward(const ModelInputs& in) {
@@ -399,7 +392,7 @@ RobertaForQuestionAnswering::RobertaForQuestionAnswering(std::shared_ptr<Roberta
 
 std::shared_ptr<RobertaForQuestionAnswering> RobertaForQuestionAnswering::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
-  return load_as<RobertaForQuestionAnswering>(path, "RobertaForQuestionAnswering", options);
+  return from_pretrained_as<RobertaForQuestionAnswering>(path, "RobertaForQuestionAnswering", options);
 }
 
 ModelOutput RobertaForQuestionAnswering::forward(const ModelInputs& in) {
