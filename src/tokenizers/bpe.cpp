@@ -186,6 +186,11 @@ std::vector<Token> BPE::tokenize(const std::string& word) const {
   if (options_.ignore_merges) {
     if (const auto id = token_to_id(word)) return {Token{*id, word, {0, word.size()}}};
   }
+  constexpr size_t kCacheCapacity = 10000;
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (const auto it = cache_.find(word); it != cache_.end()) return it->second;
+  }
   std::vector<Symbol> symbols = split_into_symbols(word);
   merge_all(symbols);
 
@@ -195,6 +200,11 @@ std::vector<Token> BPE::tokenize(const std::string& word) const {
     if (symbol.len == 0) continue;
     tokens.push_back({symbol.id, vocab_r_.at(symbol.id), {pos, pos + symbol.len}});
     pos += symbol.len;
+  }
+  if (word.size() < 256) {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_.size() >= kCacheCapacity) cache_.clear();
+    cache_.emplace(word, tokens);
   }
   return tokens;
 }

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -57,6 +58,9 @@ class BPE : public Model {
   std::unordered_map<uint64_t, MergeRule> merges_;     // key: left id << 32 | right id
   std::array<std::optional<uint32_t>, 256> byte_ids_;  // <0xXX> tokens for byte_fallback
   BpeOptions options_;
+  // bpe/model.rs keeps a cache of words already merged (10000 entries there too).
+  mutable std::mutex cache_mutex_;
+  mutable std::unordered_map<std::string, std::vector<Token>> cache_;
 };
 
 std::unique_ptr<Model> build_bpe(const json& config);

@@ -36,7 +36,11 @@ std::unique_ptr<Base> build_component(const ComponentRegistry<Base>& registry, c
     for (const auto& entry : registry) supported += (supported.empty() ? "" : ", ") + entry.first;
     throw TokenizerError("unsupported " + stage + " type '" + type + "' (supported: " + supported + ")");
   }
-  return it->second(config);
+  try {
+    return it->second(config);
+  } catch (const json::exception& e) {
+    throw TokenizerError(stage + " " + type + ": " + e.what());
+  }
 }
 
 }  // namespace transformers::tokenizers

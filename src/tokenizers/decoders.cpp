@@ -26,12 +26,11 @@ class SequenceDecoder : public Decoder {
 
 class ReplaceDecoder : public Decoder {
  public:
-  ReplaceDecoder(std::string pattern, std::string content)
-      : pattern_(std::move(pattern)), content_(std::move(content)) {}
+  ReplaceDecoder(Pattern pattern, std::string content) : pattern_(std::move(pattern)), content_(std::move(content)) {}
   std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
     for (auto& token : tokens) {
       std::string replaced;
-      for (const auto& match : find_literal(token, pattern_)) {
+      for (const auto& match : pattern_.find_matches(token)) {
         const auto [start, end] = match.offsets;
         replaced += match.is_match ? content_ : token.substr(start, end - start);
       }
@@ -41,8 +40,111 @@ class ReplaceDecoder : public Decoder {
   }
 
  private:
-  std::string pattern_;
+  Pattern pattern_;
   std::string content_;
+};
+
+// byte_level.rs: every token's characters back to bytes, joined, then lossy UTF-8.
+class ByteLevelDecoder : public Decoder {
+ public:
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    std::string bytes;
+    for (const auto& token : tokens) {
+      std::string token_bytes;
+      bool all = true;
+      for (size_t pos = 0, len = 0; pos < token.size(); pos += len) {
+        const int byte = char_to_byte(decode_utf8_at(token, pos, &len));
+        if (byte < 0) {
+          all = false;
+          break;
+        }
+        token_bytes += static_cast<char>(byte);
+      }
+      bytes += all ? token_bytes : token;
+    }
+    return {utf8_lossy(bytes)};
+  }
+};
+
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  if (from.empty()) return text;
+  std::string out;
+  size_t prev = 0;
+  for (size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, prev)) {
+    out.append(text, prev, pos - prev);
+    out += to;
+    prev = pos + from.size();
+  }
+  out.append(text, prev, std::string::npos);
+  return out;
+}
+
+// wordpiece.rs cleanup()
+std::string cleanup(std::string text) {
+  static const std::pair<const char*, const char*> kReplacements[] = {
+      {" .", "."},   {" ?", "?"},   {" !", "!"},   {" ,", ","},         {" ' ", "'"},  {" n't", "n't"},
+      {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
+  };
+  for (const auto& [from, to] : kReplacements) text = replace_all(std::move(text), from, to);
+  return text;
+}
+
+class WordPieceDecoder : public Decoder {
+ public:
+  WordPieceDecoder(std::string prefix, bool cleanup) : prefix_(std::move(prefix)), cleanup_(cleanup) {}
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      std::string& token = tokens[i];
+      if (i != 0) {
+        if (token.compare(0, prefix_.size(), prefix_) == 0) {
+          token.erase(0, prefix_.size());
+        } else {
+          token = " " + token;
+        }
+      }
+      if (cleanup_) token = cleanup(std::move(token));
+    }
+    return tokens;
+  }
+
+ private:
+  std::string prefix_;
+  bool cleanup_;
+};
+
+class BPEDecoder : public Decoder {
+ public:
+  explicit BPEDecoder(std::string suffix) : suffix_(std::move(suffix)) {}
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      tokens[i] = replace_all(std::move(tokens[i]), suffix_, i + 1 == tokens.size() ? "" : " ");
+    }
+    return tokens;
+  }
+
+ private:
+  std::string suffix_;
+};
+
+class CTC : public Decoder {
+ public:
+  CTC(std::string pad_token, std::string word_delimiter_token, bool cleanup)
+      : pad_token_(std::move(pad_token)), word_delimiter_token_(std::move(word_delimiter_token)), cleanup_(cleanup) {}
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
+    std::vector<std::string> result;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (i > 0 && tokens[i] == tokens[i - 1]) continue;  // dedup
+      std::string replaced = replace_all(tokens[i], pad_token_, "");
+      if (cleanup_) replaced = replace_all(cleanup(std::move(replaced)), word_delimiter_token_, " ");
+      if (!replaced.empty()) result.push_back(std::move(replaced));
+    }
+    return result;
+  }
+
+ private:
+  std::string pad_token_;
+  std::string word_delimiter_token_;
+  bool cleanup_;
 };
 
 // "<0xAB>" -> 0xAB, as Rust's u8::from_str_radix (which also takes a leading '+').
@@ -155,7 +257,7 @@ std::unique_ptr<Decoder> build_sequence(const json& config) {
 }
 
 std::unique_ptr<Decoder> build_replace(const json& config) {
-  return std::make_unique<ReplaceDecoder>(literal_pattern(config.at("pattern"), "decoder Replace"),
+  return std::make_unique<ReplaceDecoder>(Pattern(config.at("pattern"), "decoder Replace"),
                                           config.at("content").get<std::string>());
 }
 
@@ -176,6 +278,20 @@ const ComponentRegistry<Decoder>& registry() {
   static const ComponentRegistry<Decoder> decoders = {
       {"Sequence", build_sequence}, {"Replace", build_replace}, {"ByteFallback", build_byte_fallback},
       {"Fuse", build_fuse},         {"Strip", build_strip},     {"Metaspace", build_metaspace},
+      {"ByteLevel", [](const json&) -> std::unique_ptr<Decoder> { return std::make_unique<ByteLevelDecoder>(); }},
+      {"WordPiece",
+       [](const json& c) -> std::unique_ptr<Decoder> {
+         return std::make_unique<WordPieceDecoder>(string_or(c, "prefix", "##"), bool_or(c, "cleanup", true));
+       }},
+      {"BPEDecoder",
+       [](const json& c) -> std::unique_ptr<Decoder> {
+         return std::make_unique<BPEDecoder>(string_or(c, "suffix", "</w>"));
+       }},
+      {"CTC",
+       [](const json& c) -> std::unique_ptr<Decoder> {
+         return std::make_unique<CTC>(string_or(c, "pad_token", "<pad>"), string_or(c, "word_delimiter_token", "|"),
+                                      bool_or(c, "cleanup", true));
+       }},
   };
   return decoders;
 }

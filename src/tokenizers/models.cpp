@@ -1,6 +1,7 @@
 #include "tokenizers/models.h"
 
 #include "tokenizers/bpe.h"
+#include "tokenizers/unigram.h"
 
 namespace transformers::tokenizers {
 
@@ -9,6 +10,9 @@ namespace {
 const ComponentRegistry<Model>& registry() {
   static const ComponentRegistry<Model> models = {
       {"BPE", build_bpe},
+      {"Unigram", build_unigram},
+      {"WordPiece", build_wordpiece},
+      {"WordLevel", build_wordlevel},
   };
   return models;
 }

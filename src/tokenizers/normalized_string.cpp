@@ -150,6 +150,60 @@ void NormalizedString::transform_range(Offsets range, const std::vector<std::pai
   normalized_.replace(range.first, range.second - range.first, text);
 }
 
+void NormalizedString::filter(const std::function<bool(char32_t)>& keep) {
+  std::vector<std::pair<char32_t, int>> dest;
+  dest.reserve(normalized_.size());
+  int removed = 0;
+  size_t removed_start = 0;
+  std::optional<char32_t> last;
+  for (size_t pos = 0, len = 0; pos < normalized_.size(); pos += len) {
+    const char32_t c = decode_utf8_at(normalized_, pos, &len);
+    if (keep(c)) {
+      if (last) {
+        dest.push_back({*last, -removed});
+      } else {
+        removed_start = static_cast<size_t>(removed);
+      }
+      last = c;
+      removed = 0;
+    } else {
+      ++removed;
+    }
+  }
+  if (last) dest.push_back({*last, -removed});
+  transform(dest, last ? removed_start : static_cast<size_t>(removed));
+}
+
+void NormalizedString::map(const std::function<char32_t(char32_t)>& fn) {
+  std::vector<std::pair<char32_t, int>> dest;
+  dest.reserve(normalized_.size());
+  for (size_t pos = 0, len = 0; pos < normalized_.size(); pos += len) {
+    dest.push_back({fn(decode_utf8_at(normalized_, pos, &len)), 0});
+  }
+  transform(dest, 0);
+}
+
+void NormalizedString::lowercase() {
+  std::vector<std::pair<char32_t, int>> dest;
+  dest.reserve(normalized_.size());
+  for (size_t pos = 0, len = 0; pos < normalized_.size(); pos += len) {
+    const std::u32string lower = to_lowercase(decode_utf8_at(normalized_, pos, &len));
+    for (size_t i = 0; i < lower.size(); ++i) dest.push_back({lower[i], i > 0 ? 1 : 0});
+  }
+  transform(dest, 0);
+}
+
+void NormalizedString::append(const std::string& s) {
+  if (normalized_.empty() || s.empty()) return;
+  size_t start = normalized_.size() - 1;
+  while (start > 0 && (static_cast<unsigned char>(normalized_[start]) & 0xC0) == 0x80) --start;
+  size_t len = 0;
+  const char32_t last = decode_utf8_at(normalized_, start, &len);
+  std::vector<std::pair<char32_t, int>> dest = {{last, 0}};
+  for (char32_t c : decode_utf8(s)) dest.push_back({c, 1});
+  transform_range({start, normalized_.size()}, dest, 0);
+}
+
 void NormalizedString::prepend(const std::string& s) {
   if (normalized_.empty()) return;
   size_t first_len = 0;

@@ -52,6 +52,15 @@ class NormalizedString {
   // character, +1 inserts one, -n replaces one and removes n more; `initial_offset` characters are dropped first.
   void transform_range(Offsets normalized_range, const std::vector<std::pair<char32_t, int>>& dest,
                        size_t initial_offset);
+  // transform_range over the whole text.
+  void transform(const std::vector<std::pair<char32_t, int>>& dest, size_t initial_offset) {
+    transform_range({0, normalized_.size()}, dest, initial_offset);
+  }
+  // NormalizedString::filter / map / lowercase / nfd... of tokenizers.
+  void filter(const std::function<bool(char32_t)>& keep);
+  void map(const std::function<char32_t(char32_t)>& fn);
+  void lowercase();
+  void append(const std::string& s);
   void prepend(const std::string& s);
   void replace(const std::vector<PatternMatch>& matches, const std::string& content);
   void strip(bool left, bool right);

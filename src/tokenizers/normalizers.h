@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tokenizers/component_config.h"
 #include "tokenizers/normalized_string.h"
@@ -18,7 +19,19 @@ class Normalizer {
 // `null` -> nullptr.
 std::unique_ptr<Normalizer> build_normalizer(const json& config);
 
-// The literal of a {"String": ...} pattern (Replace normalizer and decoder); Regex patterns are unsupported.
-std::string literal_pattern(const json& pattern, const std::string& stage);
+class Regex;
+
+// A {"String": ...} or {"Regex": ...} pattern (Replace normalizer and decoder, Split pre-tokenizer).
+class Pattern {
+ public:
+  Pattern(const json& config, const std::string& stage);
+  ~Pattern();
+  Pattern(Pattern&&) noexcept;
+  std::vector<PatternMatch> find_matches(const std::string& text) const;
+
+ private:
+  std::string literal_;
+  std::unique_ptr<Regex> regex_;
+};
 
 }  // namespace transformers::tokenizers

@@ -1,5 +1,6 @@
 #include "tokenizers/tokenizer_impl.h"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -81,12 +82,7 @@ std::unique_ptr<TokenizerImpl> TokenizerImpl::from_json(const json& config) {
   if (!config.is_object()) throw TokenizerError("a tokenizer.json must hold a JSON object");
   const std::string version = tokenizers::string_or(config, "version", "1.0");
   if (version != "1.0") throw TokenizerError("unknown tokenizer version '" + version + "'");
-  for (const char* unsupported : {"truncation", "padding"}) {
-    if (!config.value(unsupported, json()).is_null()) {
-      throw TokenizerError(std::string("\"") + unsupported + "\" is set, which is not supported yet");
-    }
-  }
-  if (!config.contains("model")) throw TokenizerError("no \"model\"");
+  if (!config.contains("model") || config.at("model").is_null()) throw TokenizerError("no \"model\"");
 
   auto tokenizer = std::make_unique<TokenizerImpl>();
   tokenizer->normalizer_ = tokenizers::build_normalizer(config.value("normalizer", json()));
@@ -94,6 +90,8 @@ std::unique_ptr<TokenizerImpl> TokenizerImpl::from_json(const json& config) {
   tokenizer->model_ = tokenizers::build_model(config.at("model"));
   tokenizer->post_processor_ = tokenizers::build_post_processor(config.value("post_processor", json()));
   tokenizer->decoder_ = tokenizers::build_decoder(config.value("decoder", json()));
+  if (const json t = config.value("truncation", json()); !t.is_null()) tokenizer->truncation_ = tokenizers::read_truncation(t);
+  if (const json p = config.value("padding", json()); !p.is_null()) tokenizer->padding_ = tokenizers::read_padding(p);
 
   std::vector<tokenizers::AddedToken> added_tokens;
   for (const auto& token : config.value("added_tokens", json::array())) {
@@ -155,11 +153,164 @@ Encoding TokenizerImpl::encode_sequence(const std::string& text, uint32_t type_i
 
 Encoding TokenizerImpl::encode(const std::string& text, const std::optional<std::string>& pair, bool add_special_tokens,
                                OffsetType offset_type) const {
+  return encode_with(text, pair, add_special_tokens, offset_type, truncation_ ? &*truncation_ : nullptr,
+                     padding_ ? &*padding_ : nullptr);
+}
+
+namespace {
+
+// truncate_encodings (tokenizers/src/utils/truncation.rs)
+void truncate_encodings(Encoding& encoding, std::optional<Encoding>& pair, const tokenizers::TruncationParams& params) {
+  if (params.max_length == 0) {
+    encoding.truncate(0, params.stride, params.direction);
+    if (pair) pair->truncate(0, params.stride, params.direction);
+    return;
+  }
+  const size_t total = encoding.size() + (pair ? pair->size() : 0);
+  if (total <= params.max_length) return;
+  const size_t to_remove = total - params.max_length;
+  switch (params.strategy) {
+    case tokenizers::TruncationStrategy::LongestFirst:
+      if (pair) {
+        size_t n1 = encoding.size();
+        size_t n2 = pair->size();
+        const bool swap = n1 > n2;
+        if (swap) std::swap(n1, n2);
+        if (n1 > params.max_length) {
+          n2 = n1;
+        } else {
+          n2 = std::max(n1, params.max_length - n1);
+        }
+        if (n1 + n2 > params.max_length) {
+          n1 = params.max_length / 2;
+          n2 = n1 + params.max_length % 2;
+        }
+        if (swap) std::swap(n1, n2);
+        encoding.truncate(n1, params.stride, params.direction);
+        pair->truncate(n2, params.stride, params.direction);
+      } else {
+        encoding.truncate(total - to_remove, params.stride, params.direction);
+      }
+      break;
+    case tokenizers::TruncationStrategy::OnlyFirst:
+    case tokenizers::TruncationStrategy::OnlySecond: {
+      Encoding* target = &encoding;
+      if (params.strategy == tokenizers::TruncationStrategy::OnlySecond) {
+        if (!pair) throw TokenizerError("Truncation error: Second sequence not provided");
+        target = &*pair;
+      }
+      if (target->size() <= to_remove) {
+        throw TokenizerError("Truncation error: Sequence to truncate too short to respect the provided max_length");
+      }
+      target->truncate(target->size() - to_remove, params.stride, params.direction);
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+Encoding TokenizerImpl::encode_with(const std::string& text, const std::optional<std::string>& pair,
+                                    bool add_special_tokens, OffsetType offset_type,
+                                    const tokenizers::TruncationParams* truncation,
+                                    const tokenizers::PaddingParams* padding) const {
   Encoding first = encode_sequence(text, 0, offset_type);
   std::optional<Encoding> second;
   if (pair) second = encode_sequence(*pair, 1, offset_type);
-  if (!post_processor_) return tokenizers::default_post_process(std::move(first), std::move(second));
-  return post_processor_->process(std::move(first), std::move(second), add_special_tokens);
+  if (truncation) {
+    const size_t added = post_processor_ ? post_processor_->added_tokens(second.has_value()) : 0;
+    tokenizers::TruncationParams params = *truncation;
+    if (add_special_tokens && added > 0) {
+      if (params.max_length < added) {
+        throw TokenizerError("truncation max_length " + std::to_string(params.max_length) + " is shorter than the " +
+                             std::to_string(added) + " special tokens");
+      }
+      params.max_length -= added;
+    }
+    truncate_encodings(first, second, params);
+  }
+  Encoding result = post_processor_ ? post_processor_->process(std::move(first), std::move(second), add_special_tokens)
+                                    : tokenizers::default_post_process(std::move(first), std::move(second));
+  result.fill_sequence_ids();
+  if (padding) {
+    std::vector<Encoding> one;
+    one.push_back(std::move(result));
+    tokenizers::pad_encodings(one, *padding);
+    result = std::move(one[0]);
+  }
+  return result;
+}
+
+namespace tokenizers {
+
+TruncationParams read_truncation(const json& config) {
+  TruncationParams params;
+  const std::string direction = string_or(config, "direction", "Right");
+  if (direction != "Left" && direction != "Right") throw TokenizerError("truncation: unknown direction '" + direction + "'");
+  params.direction = direction == "Left" ? TruncationDirection::Left : TruncationDirection::Right;
+  params.max_length = config.value("max_length", json(512)).get<size_t>();
+  params.stride = config.value("stride", json(0)).get<size_t>();
+  const std::string strategy = string_or(config, "strategy", "LongestFirst");
+  if (strategy == "LongestFirst") {
+    params.strategy = TruncationStrategy::LongestFirst;
+  } else if (strategy == "OnlyFirst") {
+    params.strategy = TruncationStrategy::OnlyFirst;
+  } else if (strategy == "OnlySecond") {
+    params.strategy = TruncationStrategy::OnlySecond;
+  } else {
+    throw TokenizerError("truncation: unknown strategy '" + strategy + "'");
+  }
+  return params;
+}
+
+PaddingParams read_padding(const json& config) {
+  PaddingParams params;
+  const json strategy = config.value("strategy", json("BatchLongest"));
+  if (strategy.is_object() && strategy.contains("Fixed")) {
+    params.fixed = strategy.at("Fixed").get<size_t>();
+  } else if (!(strategy.is_string() && strategy.get<std::string>() == "BatchLongest")) {
+    throw TokenizerError("padding: unknown strategy " + strategy.dump());
+  }
+  const std::string direction = string_or(config, "direction", "Right");
+  if (direction != "Left" && direction != "Right") throw TokenizerError("padding: unknown direction '" + direction + "'");
+  params.direction = direction == "Left" ? PaddingDirection::Left : PaddingDirection::Right;
+  if (const json m = config.value("pad_to_multiple_of", json()); !m.is_null()) params.pad_to_multiple_of = m.get<size_t>();
+  params.pad_id = config.value("pad_id", json(0)).get<uint32_t>();
+  params.pad_type_id = config.value("pad_type_id", json(0)).get<uint32_t>();
+  params.pad_token = string_or(config, "pad_token", "[PAD]");
+  return params;
+}
+
+void pad_encodings(std::vector<Encoding>& encodings, const PaddingParams& params) {
+  if (encodings.empty()) return;
+  size_t length = 0;
+  if (params.fixed) {
+    length = *params.fixed;
+  } else {
+    for (const auto& e : encodings) length = std::max(length, e.size());
+  }
+  if (params.pad_to_multiple_of && *params.pad_to_multiple_of > 0 && length % *params.pad_to_multiple_of > 0) {
+    length += *params.pad_to_multiple_of - length % *params.pad_to_multiple_of;
+  }
+  for (auto& e : encodings) e.pad(length, params.pad_id, params.pad_type_id, params.pad_token, params.direction);
+}
+
+}  // namespace tokenizers
+
+std::unique_ptr<TokenizerImpl> TokenizerImpl::from_parts(std::unique_ptr<tokenizers::Normalizer> normalizer,
+                                                         std::unique_ptr<tokenizers::PreTokenizer> pre_tokenizer,
+                                                         std::unique_ptr<tokenizers::Model> model,
+                                                         std::unique_ptr<tokenizers::PostProcessor> post_processor,
+                                                         std::unique_ptr<tokenizers::Decoder> decoder,
+                                                         const std::vector<tokenizers::AddedToken>& added_tokens) {
+  auto tokenizer = std::make_unique<TokenizerImpl>();
+  tokenizer->normalizer_ = std::move(normalizer);
+  tokenizer->pre_tokenizer_ = std::move(pre_tokenizer);
+  tokenizer->model_ = std::move(model);
+  tokenizer->post_processor_ = std::move(post_processor);
+  tokenizer->decoder_ = std::move(decoder);
+  tokenizer->added_vocabulary_.add_tokens(added_tokens, *tokenizer->model_, tokenizer->normalizer_.get());
+  return tokenizer;
 }
 
 std::string TokenizerImpl::decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const {

@@ -1,5 +1,16 @@
 #include "tokenizers/unicode.h"
 
+#include <unicode/brkiter.h>
+#include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
+#include <unicode/uniset.h>
+#include <unicode/unistr.h>
+#include <unicode/uscript.h>
+#include <unicode/utext.h>
+
+#include <memory>
+#include <stdexcept>
+
 namespace transformers::tokenizers {
 
 size_t utf8_char_len(unsigned char lead) {
@@ -103,28 +114,216 @@ bool is_whitespace(char32_t c) {
 
 namespace {
 
-struct CodeRange {
-  char32_t first, last;
-};
+const icu::UnicodeSet& word_chars() {
+  static const icu::UnicodeSet* set = [] {
+    UErrorCode status = U_ZERO_ERROR;
+    auto* words = new icu::UnicodeSet(
+        icu::UnicodeString::fromUTF8("[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]"), status);
+    words->freeze();
+    return words;
+  }();
+  return *set;
+}
 
-// Punctuation and symbol blocks; the letters, digits and joiners inside them are cut out.
-constexpr CodeRange kNonWordRanges[] = {
-    {0xA1, 0xA9},     {0xAB, 0xB1},     {0xB4, 0xB4},     {0xB6, 0xB8},       {0xBB, 0xBB},     {0xBF, 0xBF},
-    {0xD7, 0xD7},     {0xF7, 0xF7},     {0x200B, 0x200B}, {0x200E, 0x2027},   {0x2030, 0x205E}, {0x2060, 0x206F},
-    {0x20A0, 0x20CF}, {0x2190, 0x245F}, {0x2500, 0x2775}, {0x2794, 0x2BFF},   {0x2E00, 0x2E7F}, {0x3001, 0x3004},
-    {0x3008, 0x3020}, {0x3030, 0x3030}, {0xFE10, 0xFE1F}, {0xFE30, 0xFE4F},   {0xFF01, 0xFF0F}, {0xFF1A, 0xFF20},
-    {0xFF3B, 0xFF3E}, {0xFF40, 0xFF40}, {0xFF5B, 0xFF65}, {0x1F000, 0x1FAFF},
-};
+const icu::Normalizer2& normalizer_for(NormalizationForm form) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* normalizer = nullptr;
+  switch (form) {
+    case NormalizationForm::NFC: normalizer = icu::Normalizer2::getNFCInstance(status); break;
+    case NormalizationForm::NFD: normalizer = icu::Normalizer2::getNFDInstance(status); break;
+    case NormalizationForm::NFKC: normalizer = icu::Normalizer2::getNFKCInstance(status); break;
+    case NormalizationForm::NFKD: normalizer = icu::Normalizer2::getNFKDInstance(status); break;
+  }
+  if (U_FAILURE(status) || normalizer == nullptr) throw std::runtime_error("ICU normalizer unavailable");
+  return *normalizer;
+}
+
+std::vector<char32_t> to_chars(const icu::UnicodeString& text) {
+  std::vector<char32_t> chars;
+  for (int32_t i = 0; i < text.length();) {
+    const UChar32 c = text.char32At(i);
+    chars.push_back(static_cast<char32_t>(c));
+    i += U16_LENGTH(c);
+  }
+  return chars;
+}
 
 }  // namespace
 
 bool is_word_char(char32_t c) {
   if (c < 0x80) return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-  if (is_whitespace(c)) return false;
-  for (const auto& range : kNonWordRanges) {
-    if (c >= range.first && c <= range.last) return false;
+  return word_chars().contains(static_cast<UChar32>(c));
+}
+
+namespace {
+
+struct ByteTable {
+  char32_t to_char[256];
+  std::vector<int> to_byte;
+  ByteTable() : to_byte(512, -1) {
+    bool direct[256] = {};
+    for (int b = '!'; b <= '~'; ++b) direct[b] = true;
+    for (int b = 0xA1; b <= 0xAC; ++b) direct[b] = true;
+    for (int b = 0xAE; b <= 0xFF; ++b) direct[b] = true;
+    char32_t n = 0;
+    for (int b = 0; b < 256; ++b) to_char[b] = direct[b] ? static_cast<char32_t>(b) : 256 + n++;
+    for (int b = 0; b < 256; ++b) to_byte[to_char[b]] = b;
   }
-  return true;
+};
+
+const ByteTable& byte_table() {
+  static const ByteTable table;
+  return table;
+}
+
+}  // namespace
+
+char32_t byte_to_char(unsigned char byte) { return byte_table().to_char[byte]; }
+
+int char_to_byte(char32_t c) { return c < 512 ? byte_table().to_byte[c] : -1; }
+
+std::string utf8_lossy(const std::string& bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  const auto* s = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char lead = s[i];
+    if (lead < 0x80) {
+      out += static_cast<char>(lead);
+      ++i;
+      continue;
+    }
+    size_t need = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      need = 1;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      need = 2;
+      if (lead == 0xE0) lo = 0xA0;
+      if (lead == 0xED) hi = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      need = 3;
+      if (lead == 0xF0) lo = 0x90;
+      if (lead == 0xF4) hi = 0x8F;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    size_t got = 0;
+    while (got < need && j < n) {
+      const unsigned char c = s[j];
+      const bool ok = got == 0 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF);
+      if (!ok) break;
+      ++j;
+      ++got;
+    }
+    if (got == need) {
+      out.append(bytes, i, j - i);
+    } else {
+      out += "\xEF\xBF\xBD";
+    }
+    i = j;
+  }
+  return out;
+}
+
+bool is_punctuation(char32_t c) {
+  if (c < 0x80) return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60) ||
+                       (c >= 0x7B && c <= 0x7E);
+  return (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_P_MASK) != 0;
+}
+
+bool is_numeric(char32_t c) {
+  if (c < 0x80) return c >= '0' && c <= '9';
+  return (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_N_MASK) != 0;
+}
+
+bool is_other(char32_t c) { return (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_C_MASK) != 0; }
+
+bool is_mark_nonspacing(char32_t c) { return u_charType(static_cast<UChar32>(c)) == U_NON_SPACING_MARK; }
+
+bool is_combining_mark(char32_t c) { return (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_M_MASK) != 0; }
+
+std::u32string to_lowercase(char32_t c) {
+  if (c < 0x80) return std::u32string(1, (c >= 'A' && c <= 'Z') ? c + 32 : c);
+  icu::UnicodeString text(static_cast<UChar32>(c));
+  text.toLower(icu::Locale::getRoot());
+  const auto chars = to_chars(text);
+  return {chars.begin(), chars.end()};
+}
+
+int script_of(char32_t c) {
+  UErrorCode status = U_ZERO_ERROR;
+  return static_cast<int>(uscript_getScript(static_cast<UChar32>(c), &status));
+}
+
+std::vector<std::pair<char32_t, int>> normalize_with_changes(const std::string& text, NormalizationForm form) {
+  const icu::Normalizer2& normalizer = normalizer_for(form);
+  const std::vector<char32_t> chars = decode_utf8(text);
+  std::vector<std::pair<char32_t, int>> result;
+  result.reserve(chars.size());
+  UErrorCode quick_status = U_ZERO_ERROR;
+  if (normalizer.quickCheck(icu::UnicodeString::fromUTF8(text), quick_status) == UNORM_YES &&
+      U_SUCCESS(quick_status)) {
+    for (char32_t c : chars) result.push_back({c, 0});
+    return result;
+  }
+  // Segments start at characters with a normalization boundary before them; each is normalized on its own and
+  // its n input characters map to its m output characters.
+  for (size_t start = 0; start < chars.size();) {
+    size_t end = start + 1;
+    while (end < chars.size() && !normalizer.hasBoundaryBefore(static_cast<UChar32>(chars[end]))) ++end;
+    if (end == start + 1 && chars[start] < 0x80) {
+      result.push_back({chars[start], 0});
+      start = end;
+      continue;
+    }
+    icu::UnicodeString segment;
+    for (size_t i = start; i < end; ++i) segment.append(static_cast<UChar32>(chars[i]));
+    UErrorCode status = U_ZERO_ERROR;
+    const std::vector<char32_t> out = to_chars(normalizer.normalize(segment, status));
+    const auto n = static_cast<int>(end - start);
+    const auto m = static_cast<int>(out.size());
+    for (int i = 0; i < m; ++i) {
+      int change = 0;
+      if (i >= n) change = 1;
+      if (m < n && i == m - 1) change = m - n;
+      result.push_back({out[static_cast<size_t>(i)], change});
+    }
+    if (m == 0 && !result.empty()) result.back().second -= n;
+    start = end;
+  }
+  return result;
+}
+
+std::string normalize_utf8(const std::string& text, NormalizationForm form) {
+  UErrorCode status = U_ZERO_ERROR;
+  std::string out;
+  normalizer_for(form).normalize(icu::UnicodeString::fromUTF8(text), status).toUTF8String(out);
+  return out;
+}
+
+std::vector<size_t> grapheme_boundaries(const std::string& text) {
+  std::vector<size_t> boundaries;
+  if (text.empty()) {
+    boundaries.push_back(0);
+    return boundaries;
+  }
+  UErrorCode status = U_ZERO_ERROR;
+  static thread_local std::unique_ptr<icu::BreakIterator> iterator(
+      icu::BreakIterator::createCharacterInstance(icu::Locale::getRoot(), status));
+  UText* utext = utext_openUTF8(nullptr, text.data(), static_cast<int64_t>(text.size()), &status);
+  iterator->setText(utext, status);
+  for (int32_t pos = iterator->first(); pos != icu::BreakIterator::DONE; pos = iterator->next()) {
+    boundaries.push_back(static_cast<size_t>(pos));
+  }
+  utext_close(utext);
+  if (boundaries.empty() || boundaries.back() != text.size()) boundaries.push_back(text.size());
+  return boundaries;
 }
 
 }  // namespace transformers::tokenizers

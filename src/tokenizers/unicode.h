@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace transformers::tokenizers {
@@ -22,8 +23,33 @@ std::vector<size_t> char_starts(const std::string& s);
 
 // Rust `char::is_whitespace` / regex `\s`: the Unicode White_Space property.
 bool is_whitespace(char32_t c);
-// Regex `\w`. Exact for ASCII; outside ASCII an approximation: everything that is not whitespace,
-// punctuation or a symbol of the common blocks counts as a word character.
+// Regex `\w`: Alphabetic, Mark, Decimal_Number, Connector_Punctuation, Join_Control (from ICU).
 bool is_word_char(char32_t c);
+// tokenizers' is_bert_punc: char::is_ascii_punctuation or a P* general category.
+bool is_punctuation(char32_t c);
+// Rust `char::is_numeric`: general categories Nd, Nl, No.
+bool is_numeric(char32_t c);
+// unicode_categories' is_other: Cc, Cf, Cn, Co, Cs.
+bool is_other(char32_t c);
+bool is_mark_nonspacing(char32_t c);  // Mn
+bool is_combining_mark(char32_t c);   // Mn, Mc, Me
+// Rust `char::to_lowercase` / `to_uppercase` (full, context-free mappings).
+std::u32string to_lowercase(char32_t c);
+// ICU script code (UScriptCode) of `c`.
+int script_of(char32_t c);
+
+// GPT-2's byte <-> printable character table (tokenizers/src/pre_tokenizers/byte_level.rs, bytes_char).
+char32_t byte_to_char(unsigned char byte);
+int char_to_byte(char32_t c);  // -1 when `c` is not in the table
+// Rust String::from_utf8_lossy: each maximal invalid subsequence becomes one U+FFFD.
+std::string utf8_lossy(const std::string& bytes);
+
+enum class NormalizationForm { NFC, NFD, NFKC, NFKD };
+// Normalizes `text` and says, for each output character, how it relates to the input, in the (char, change)
+// form of NormalizedString::transform: 0 replaces one input character, +1 inserts, -n also removes n more.
+std::vector<std::pair<char32_t, int>> normalize_with_changes(const std::string& text, NormalizationForm form);
+std::string normalize_utf8(const std::string& text, NormalizationForm form);
+// Byte offsets where extended grapheme clusters start, plus text.size().
+std::vector<size_t> grapheme_boundaries(const std::string& text);
 
 }  // namespace transformers::tokenizers
