@@ -45,8 +45,9 @@ class AutoModelFor {
  public:
   static std::shared_ptr<PreTrainedModel> from_pretrained(const std::string& path,
                                                           const FromPretrainedOptions& options = {}) {
-    auto config = AutoConfig::from_pretrained(path);
-    return model_from_pretrained(path, class_for_task(config->model_type(), Task), options);
+    const std::string dir = hub::resolve_pretrained_model(path, options.variant, options.hub);  // hub id -> snapshot
+    auto config = AutoConfig::from_pretrained(dir);
+    return model_from_pretrained(dir, class_for_task(config->model_type(), Task), options);
   }
   static std::shared_ptr<PreTrainedModel> from_config(std::shared_ptr<PretrainedConfig> config) {
     return model_from_config(config, class_for_task(config->model_type(), Task));
@@ -62,6 +63,9 @@ inline constexpr char kSequenceClassification[] = "sequence-classification";
 inline constexpr char kTokenClassification[] = "token-classification";
 inline constexpr char kQuestionAnswering[] = "question-answering";
 inline constexpr char kMultipleChoice[] = "multiple-choice";
+inline constexpr char kTextEncoding[] = "text-encoding";
+inline constexpr char kPreTraining[] = "pretraining";
+inline constexpr char kNextSentencePrediction[] = "next-sentence-prediction";
 }  // namespace tasks
 
 using AutoModel = AutoModelFor<tasks::kBase>;
@@ -72,6 +76,9 @@ using AutoModelForSequenceClassification = AutoModelFor<tasks::kSequenceClassifi
 using AutoModelForTokenClassification = AutoModelFor<tasks::kTokenClassification>;
 using AutoModelForQuestionAnswering = AutoModelFor<tasks::kQuestionAnswering>;
 using AutoModelForMultipleChoice = AutoModelFor<tasks::kMultipleChoice>;
+using AutoModelForTextEncoding = AutoModelFor<tasks::kTextEncoding>;
+using AutoModelForPreTraining = AutoModelFor<tasks::kPreTraining>;
+using AutoModelForNextSentencePrediction = AutoModelFor<tasks::kNextSentencePrediction>;
 
 }  // namespace transformers
 
