@@ -36,8 +36,10 @@ class DynamicCache : public Cache {
   std::vector<std::vector<at::Tensor>> to_legacy_cache() const override;
   // Reserve room for `tokens` positions in every layer that exists or is created later (avoids regrowth).
   void reserve(int64_t tokens) { reserve_ = tokens; }
+  // Keeps the first `max_length` positions of every layer (transformers' DynamicCache.crop).
+  void crop(int64_t max_length);
 
- private:
+ protected:
   struct Layer {
     at::Tensor keys, values;  // [B, H, capacity, D]
     int64_t length = 0;
@@ -46,12 +48,32 @@ class DynamicCache : public Cache {
   int64_t reserve_ = 0;
 };
 
+// transformers' StaticCache: every layer holds one preallocated [batch, heads, max_cache_len, head_dim] key and value
+// buffer (allocated at the layer's first update, with that update's batch, heads, head_dim, dtype and device) that is
+// never reallocated; update() writes in place and hands out views of the filled part, so attention sees exactly what
+// it sees with a DynamicCache. An update past max_cache_len raises a GenerationError. generate() creates one, sized
+// max_length, for cache_implementation="static".
+class StaticCache : public DynamicCache {
+ public:
+  explicit StaticCache(int64_t max_cache_len);
+  std::pair<at::Tensor, at::Tensor> update(const at::Tensor& key_states, const at::Tensor& value_states,
+                                           int64_t layer_idx) override;
+  int64_t get_max_length() const { return max_cache_len_; }
+  // The preallocated buffers of a layer ([B, H, max_cache_len, D]); undefined before its first update.
+  std::pair<at::Tensor, at::Tensor> buffers(int64_t layer_idx) const;
+
+ private:
+  int64_t max_cache_len_;
+};
+
 // Self-attention and cross-attention caches of an encoder-decoder (or cross-attending decoder) model. The legacy
 // format has four tensors per layer: self key, self value, cross key, cross value.
 class EncoderDecoderCache : public Cache {
  public:
   EncoderDecoderCache() : self_attention_cache(std::make_shared<DynamicCache>()),
                           cross_attention_cache(std::make_shared<DynamicCache>()) {}
+  EncoderDecoderCache(std::shared_ptr<DynamicCache> self_attention, std::shared_ptr<DynamicCache> cross_attention)
+      : self_attention_cache(std::move(self_attention)), cross_attention_cache(std::move(cross_attention)) {}
   // Self-attention update (the Cache interface); cross-attention states go through cross_attention_cache.
   std::pair<at::Tensor, at::Tensor> update(const at::Tensor& key_states, const at::Tensor& value_states,
                                            int64_t layer_idx) override {

@@ -14,6 +14,7 @@ class GenerationConfig {
   std::optional<int64_t> min_new_tokens;
   json early_stopping = false;  // true, false or "never"
   std::optional<double> max_time;
+  json stop_strings = nullptr;  // a string or a list of strings (transformers 4.41); generate() needs a tokenizer
   // Strategy
   bool do_sample = false;
   int64_t num_beams = 1;
@@ -24,6 +25,7 @@ class GenerationConfig {
   double temperature = 1.0;
   int64_t top_k = 50;
   double top_p = 1.0;
+  std::optional<double> min_p;  // transformers 4.41: MinPLogitsWarper
   double typical_p = 1.0;
   double epsilon_cutoff = 0.0;
   double eta_cutoff = 0.0;

@@ -44,6 +44,10 @@ int64_t DynamicCache::get_seq_length(int64_t layer_idx) const {
   return layers_[layer_idx].length;
 }
 
+void DynamicCache::crop(int64_t max_length) {
+  for (auto& layer : layers_) layer.length = std::max<int64_t>(0, std::min(layer.length, max_length));
+}
+
 void DynamicCache::reorder_cache(const at::Tensor& beam_idx) {
   for (auto& layer : layers_) {
     if (!layer.keys.defined()) continue;
@@ -57,6 +61,28 @@ std::vector<std::vector<at::Tensor>> DynamicCache::to_legacy_cache() const {
   for (const auto& layer : layers_)
     out.push_back({layer.keys.narrow(2, 0, layer.length), layer.values.narrow(2, 0, layer.length)});
   return out;
+}
+
+StaticCache::StaticCache(int64_t max_cache_len) : max_cache_len_(max_cache_len) {
+  if (max_cache_len <= 0)
+    throw GenerationError("StaticCache: max_cache_len must be > 0, got " + std::to_string(max_cache_len));
+  reserve_ = max_cache_len;
+}
+
+std::pair<at::Tensor, at::Tensor> StaticCache::update(const at::Tensor& key_states, const at::Tensor& value_states,
+                                                      int64_t layer_idx) {
+  int64_t seen = get_seq_length(layer_idx);
+  if (seen + key_states.size(2) > max_cache_len_)
+    throw GenerationError("StaticCache is full: layer " + std::to_string(layer_idx) + " holds " +
+                          std::to_string(seen) + " positions and " + std::to_string(key_states.size(2)) +
+                          " more do not fit in max_cache_len=" + std::to_string(max_cache_len_) +
+                          " (raise max_length / max_new_tokens or use the dynamic cache)");
+  return DynamicCache::update(key_states, value_states, layer_idx);
+}
+
+std::pair<at::Tensor, at::Tensor> StaticCache::buffers(int64_t layer_idx) const {
+  if (layer_idx >= static_cast<int64_t>(layers_.size())) return {};
+  return {layers_[layer_idx].keys, layers_[layer_idx].values};
 }
 
 std::vector<std::vector<at::Tensor>> EncoderDecoderCache::to_legacy_cache() const {

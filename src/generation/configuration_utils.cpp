@@ -2,7 +2,9 @@
 #include "transformers/generation_config.h"
 
 #include "transformers/errors.h"
+#include "transformers/hub.h"
 
+#include <algorithm>
 #include <filesystem>
 
 namespace fs = std::filesystem;
@@ -16,6 +18,7 @@ void GenerationConfig::visit(ConfigVisitor& v) {
   v("min_new_tokens", min_new_tokens);
   v("early_stopping", early_stopping);
   v("max_time", max_time);
+  v("stop_strings", stop_strings);
   v("do_sample", do_sample);
   v("num_beams", num_beams);
   v("num_beam_groups", num_beam_groups);
@@ -24,6 +27,7 @@ void GenerationConfig::visit(ConfigVisitor& v) {
   v("temperature", temperature);
   v("top_k", top_k);
   v("top_p", top_p);
+  v("min_p", min_p);
   v("typical_p", typical_p);
   v("epsilon_cutoff", epsilon_cutoff);
   v("eta_cutoff", eta_cutoff);
@@ -114,7 +118,10 @@ void GenerationConfig::save_pretrained(const std::string& dir, const std::string
 }
 
 GenerationConfig GenerationConfig::from_pretrained(const std::string& dir, const std::string& file_name) {
-  std::string path = fs::is_directory(dir) ? (fs::path(dir) / file_name).string() : dir;
+  std::error_code ec;  // a hub id: the file from the cache / the Hub (hub.h)
+  std::string path = fs::is_directory(dir) ? (fs::path(dir) / file_name).string()
+                     : fs::exists(dir, ec) ? dir
+                                           : hub::cached_file(dir, file_name);
   GenerationConfig config;
   config.from_dict(read_json_file(path, "generation config"), path);
   return config;
@@ -139,6 +146,11 @@ void GenerationConfig::validate() const {
   if (do_sample && temperature <= 0.0) fail("temperature must be > 0 when sampling, got " + std::to_string(temperature));
   if (top_p < 0.0 || top_p > 1.0) fail("top_p must be in [0, 1], got " + std::to_string(top_p));
   if (top_k < 0) fail("top_k must be >= 0");
+  if (min_p && (*min_p < 0.0 || *min_p > 1.0)) fail("min_p must be in [0, 1], got " + std::to_string(*min_p));
+  if (!stop_strings.is_null() && !stop_strings.is_string() &&
+      !(stop_strings.is_array() && !stop_strings.empty() &&
+        std::all_of(stop_strings.begin(), stop_strings.end(), [](const json& x) { return x.is_string(); })))
+    fail("stop_strings must be a string or a non-empty list of strings, got " + stop_strings.dump());
   if (max_new_tokens && *max_new_tokens < 0) fail("max_new_tokens must be >= 0");
   if (repetition_penalty <= 0.0) fail("repetition_penalty must be > 0");
 }

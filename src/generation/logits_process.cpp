@@ -187,6 +187,30 @@ LogitsProcessor TopPLogitsWarper(double top_p, double filter_value, int64_t min_
   };
 }
 
+LogitsProcessor MinPLogitsWarper(double min_p, double filter_value, int64_t min_tokens_to_keep) {
+  if (!(0 <= min_p && min_p <= 1.0))
+    throw GenerationError("`min_p` has to be a float in the [0, 1] interval, but is " + std::to_string(min_p));
+  if (min_tokens_to_keep < 1)
+    throw GenerationError("`min_tokens_to_keep` has to be a positive integer, but is " +
+                          std::to_string(min_tokens_to_keep));
+  return [min_p, filter_value, min_tokens_to_keep](const at::Tensor&, const at::Tensor& scores) {
+    // Convert logits to probabilities
+    at::Tensor probs = at::softmax(scores, -1);
+    // Get the probability of the top token for each sequence in the batch
+    at::Tensor top_probs = std::get<0>(probs.max(-1, /*keepdim=*/true));
+    // Calculate the actual min_p threshold by scaling min_p with the top token's probability
+    at::Tensor scaled_min_p = min_p * top_probs;
+    // Create a mask for tokens that have a probability less than the scaled min_p
+    at::Tensor tokens_to_remove = probs < scaled_min_p;
+    at::Tensor sorted_indices = at::argsort(scores, /*dim=*/-1, /*descending=*/true);
+    at::Tensor sorted_indices_to_remove = at::gather(tokens_to_remove, -1, sorted_indices);
+    // Keep at least min_tokens_to_keep
+    sorted_indices_to_remove.narrow(-1, 0, std::min(min_tokens_to_keep, scores.size(-1))).fill_(false);
+    at::Tensor indices_to_remove = sorted_indices_to_remove.scatter(1, sorted_indices, sorted_indices_to_remove);
+    return scores.masked_fill(indices_to_remove, filter_value);
+  };
+}
+
 LogitsProcessor TopKLogitsWarper(int64_t top_k, double filter_value, int64_t min_tokens_to_keep) {
   if (top_k <= 0)
     throw GenerationError("`top_k` has to be a strictly positive integer, but is " + std::to_string(top_k));
@@ -480,6 +504,54 @@ LogitsProcessor ForceTokensLogitsProcessor(std::vector<std::pair<int64_t, int64_
   };
 }
 
+namespace {
+thread_local const BeamGroupArgs* current_beam_group_args = nullptr;
+}  // namespace
+
+ScopedBeamGroupArgs::ScopedBeamGroupArgs(const BeamGroupArgs& args) : previous_(current_beam_group_args) {
+  current_beam_group_args = &args;
+}
+ScopedBeamGroupArgs::~ScopedBeamGroupArgs() { current_beam_group_args = previous_; }
+const BeamGroupArgs* ScopedBeamGroupArgs::current() { return current_beam_group_args; }
+
+at::Tensor hamming_diversity_penalty(const at::Tensor& scores, const at::Tensor& current_tokens, int64_t beam_group_idx,
+                                     double diversity_penalty, int64_t num_beams, int64_t num_beam_groups) {
+  // hamming diversity: penalise using same token in current group which was used in previous groups at
+  // the same time step
+  int64_t num_sub_beams = num_beams / num_beam_groups;
+  int64_t batch_size = current_tokens.size(0) / num_beams;
+  int64_t group_start_idx = beam_group_idx * num_sub_beams;
+  int64_t group_end_idx = std::min(group_start_idx + num_sub_beams, num_beams);
+  int64_t group_size = group_end_idx - group_start_idx;
+  int64_t vocab_size = scores.size(-1);
+  if (group_start_idx == 0) return scores;
+  at::Tensor scores_processed = scores.clone();
+  for (int64_t batch_idx = 0; batch_idx < batch_size; ++batch_idx) {
+    // predicted tokens of last time step of previous groups
+    at::Tensor previous_group_tokens = current_tokens.narrow(0, batch_idx * num_beams, group_start_idx);
+    at::Tensor token_frequency = at::bincount(previous_group_tokens, {}, vocab_size).to(scores.device());
+    scores_processed.narrow(0, batch_idx * group_size, group_size) -= diversity_penalty * token_frequency;
+  }
+  return scores_processed;
+}
+
+LogitsProcessor HammingDiversityLogitsProcessor(double diversity_penalty, int64_t num_beams, int64_t num_beam_groups) {
+  if (!(diversity_penalty > 0.0))
+    throw GenerationError("`diversity_penalty` should be a float strictly larger than 0.");
+  if (num_beams < 2) throw GenerationError("`num_beams` should be an integer strictly larger than 1.");
+  if (num_beam_groups < 2) throw GenerationError("`num_beam_groups` should be an integer strictly larger than 1.");
+  if (num_beam_groups > num_beams) throw GenerationError("`beam_groups` has to be smaller or equal to `num_beams`.");
+  return [=](const at::Tensor&, const at::Tensor& scores) {
+    const BeamGroupArgs* args = ScopedBeamGroupArgs::current();
+    if (!args || !args->current_tokens.defined())
+      throw GenerationError("Make sure that all the required parameters: ['input_ids', 'scores', 'current_tokens', "
+                            "'beam_group_idx'] for HammingDiversityLogitsProcessor are passed to the logits "
+                            "processor (it only runs in group beam search).");
+    return hamming_diversity_penalty(scores, args->current_tokens, args->beam_group_idx, diversity_penalty, num_beams,
+                                     num_beam_groups);
+  };
+}
+
 // ---- GenerationMixin._get_logits_processor / _get_logits_warper ----
 
 std::vector<LogitsProcessor> get_logits_processor(const GenerationConfig& config, int64_t input_ids_seq_length,
@@ -506,7 +578,8 @@ std::vector<LogitsProcessor> get_logits_processor(const GenerationConfig& config
     processors.push_back(SequenceBiasLogitsProcessor(std::move(sequence_bias)));
   }
   if (config.diversity_penalty > 0.0)
-    throw GenerationError("diversity_penalty (group beam search) is not supported yet by generate()");
+    processors.push_back(
+        HammingDiversityLogitsProcessor(config.diversity_penalty, config.num_beams, config.num_beam_groups));
   if (config.encoder_repetition_penalty != 1.0)
     processors.push_back(EncoderRepetitionPenaltyLogitsProcessor(config.encoder_repetition_penalty, encoder_input_ids));
   if (config.repetition_penalty != 1.0)
@@ -577,6 +650,8 @@ std::vector<LogitsProcessor> get_logits_warper(const GenerationConfig& config) {
   if (config.temperature != 1.0) warpers.push_back(TemperatureLogitsWarper(config.temperature));
   if (config.top_k != 0) warpers.push_back(TopKLogitsWarper(config.top_k, -INFINITY, min_tokens_to_keep));
   if (config.top_p < 1.0) warpers.push_back(TopPLogitsWarper(config.top_p, -INFINITY, min_tokens_to_keep));
+  // Applied after temperature scaling (transformers 4.41)
+  if (config.min_p) warpers.push_back(MinPLogitsWarper(*config.min_p, -INFINITY, min_tokens_to_keep));
   if (config.typical_p < 1.0) warpers.push_back(TypicalLogitsWarper(config.typical_p, -INFINITY, min_tokens_to_keep));
   if (0.0 < config.epsilon_cutoff && config.epsilon_cutoff < 1.0)
     warpers.push_back(EpsilonLogitsWarper(config.epsilon_cutoff, -INFINITY, min_tokens_to_keep));

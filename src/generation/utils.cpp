@@ -1,6 +1,7 @@
 // Port of transformers/generation/utils.py (4.40): GenerationMixin.generate and its decoding loops (_greedy_search,
-// _sample, _beam_search, _beam_sample), with generation/beam_search.py (BeamSearchScorer, BeamHypotheses) and
-// generation/stopping_criteria.py (MaxLengthCriteria, MaxTimeCriteria, EosTokenCriteria).
+// _sample, _beam_search, _beam_sample, _group_beam_search, _contrastive_search with _ranking_fast), with
+// generation/beam_search.py (BeamSearchScorer with beam groups, BeamHypotheses). Stopping criteria:
+// stopping_criteria.cpp.
 #include "transformers/errors.h"
 #include "transformers/generation.h"
 
@@ -126,26 +127,6 @@ void validate_generation_config(const GenerationConfig& config) {
   }
 }
 
-// ---- stopping_criteria.py: StoppingCriteriaList of MaxLengthCriteria, MaxTimeCriteria, EosTokenCriteria ----
-
-class StoppingCriteriaList {
- public:
-  std::optional<int64_t> max_length;  // MaxLengthCriteria
-  std::optional<double> max_time;     // MaxTimeCriteria
-  Clock::time_point initial_timestamp = Clock::now();
-  at::Tensor eos_token_id;            // EosTokenCriteria (undefined: none)
-
-  // [N] bool: which sequences are done.
-  at::Tensor operator()(const at::Tensor& input_ids) const {
-    at::Tensor is_done = at::zeros({input_ids.size(0)}, input_ids.options().dtype(at::kBool));
-    if (max_length && input_ids.size(-1) >= *max_length) is_done.fill_(true);
-    if (max_time && std::chrono::duration<double>(Clock::now() - initial_timestamp).count() > *max_time)
-      is_done.fill_(true);
-    if (eos_token_id.defined()) is_done = is_done | at::isin(input_ids.select(1, -1), eos_token_id);
-    return is_done;
-  }
-};
-
 // ---- beam_search.py ----
 
 class BeamHypotheses {
@@ -233,31 +214,39 @@ class BeamSearchScorer {
   };
 
   BeamSearchScorer(int64_t batch_size, int64_t num_beams, double length_penalty, EarlyStopping do_early_stopping,
-                   int64_t num_beam_hyps_to_keep, std::optional<int64_t> max_length)
-      : num_beams(num_beams), num_beam_hyps_to_keep_(num_beam_hyps_to_keep), group_size_(num_beams) {
+                   int64_t num_beam_hyps_to_keep, std::optional<int64_t> max_length, int64_t num_beam_groups = 1)
+      : num_beams(num_beams), num_beam_hyps_to_keep_(num_beam_hyps_to_keep), num_beam_groups_(num_beam_groups),
+        group_size_(num_beam_groups > 0 ? num_beams / num_beam_groups : num_beams) {
+    // self._beam_hyps[i*self.num_beam_groups+j] is the beam_hyps of the j-th group in the i-th mini-batch.
+    for (int64_t i = 0; i < batch_size * num_beam_groups; ++i)
+      beam_hyps_.emplace_back(group_size_, length_penalty, do_early_stopping, max_length);
+    done_.assign(batch_size * num_beam_groups, false);
     if (num_beams <= 1)
       throw GenerationError("`num_beams` has to be an integer strictly greater than 1, but is " +
                             std::to_string(num_beams) +
                             ". For `num_beams` == 1, one should make use of greedy search.");
-    for (int64_t i = 0; i < batch_size; ++i)
-      beam_hyps_.emplace_back(group_size_, length_penalty, do_early_stopping, max_length);
-    done_.assign(batch_size, false);
+    if (num_beam_groups < 1 || num_beam_groups > num_beams || num_beams % num_beam_groups != 0)
+      throw GenerationError("`num_beam_groups` has to be an integer smaller or equal than `num_beams` and `num_beams` "
+                            "has to be divisible by `num_beam_groups`, but is " + std::to_string(num_beam_groups) +
+                            " with `num_beams` being " + std::to_string(num_beams) + ".");
   }
 
   bool is_done() const { return std::all_of(done_.begin(), done_.end(), [](bool d) { return d; }); }
-  int64_t batch_size() const { return static_cast<int64_t>(beam_hyps_.size()); }
+  int64_t batch_size() const { return static_cast<int64_t>(beam_hyps_.size()) / num_beam_groups_; }
+  int64_t num_beam_groups() const { return num_beam_groups_; }
 
   StepOutput process(const at::Tensor& input_ids, const at::Tensor& next_scores, const at::Tensor& next_tokens,
                      const at::Tensor& next_indices, std::optional<int64_t> pad_token_id,
                      const std::vector<int64_t>& eos_token_id, const BeamIndices* beam_indices,
-                     int64_t decoder_prompt_len) {
+                     int64_t decoder_prompt_len, int64_t group_index = 0) {
     // add up to the length which the next_scores is calculated on (including decoder prompt)
     int64_t cur_len = input_ids.size(-1) + 1;
     int64_t batch = batch_size();
     if (batch != input_ids.size(0) / group_size_)
-      throw GenerationError("A beam size of " + std::to_string(input_ids.size(0)) +
-                            " is used as the input, but a beam size of " + std::to_string(group_size_) +
-                            " is expected by the beam scorer.");
+      throw GenerationError(std::string(num_beam_groups_ > 1 ? "A group beam size of " : "A beam size of ") +
+                            std::to_string(input_ids.size(0)) + " is used as the input, but a " +
+                            (num_beam_groups_ > 1 ? "group beam size of " : "beam size of ") +
+                            std::to_string(group_size_) + " is expected by the beam scorer.");
     at::Tensor scores = next_scores.to(at::kCPU, at::kDouble).contiguous();
     at::Tensor tokens = next_tokens.to(at::kCPU, at::kLong).contiguous();
     at::Tensor indices = next_indices.to(at::kCPU, at::kLong).contiguous();
@@ -271,8 +260,9 @@ class BeamSearchScorer {
     };
 
     for (int64_t batch_idx = 0; batch_idx < batch; ++batch_idx) {
-      BeamHypotheses& hyps = beam_hyps_[batch_idx];
-      if (done_[batch_idx]) {
+      int64_t batch_group_idx = batch_idx * num_beam_groups_ + group_index;
+      BeamHypotheses& hyps = beam_hyps_[batch_group_idx];
+      if (done_[batch_group_idx]) {
         if (num_beams < hyps.size())
           throw GenerationError("Batch can only be done if at least " + std::to_string(num_beams) +
                                 " beams have been generated");
@@ -318,7 +308,7 @@ class BeamSearchScorer {
                               " tokens of the top candidates can be equal to `eos_token_id`.");
       // Check if we are done so that we can save a pad step if all(done)
       double best = scores.select(0, batch_idx).max().item<double>();
-      done_[batch_idx] = done_[batch_idx] || hyps.is_done(best, cur_len, decoder_prompt_len);
+      done_[batch_group_idx] = done_[batch_group_idx] || hyps.is_done(best, cur_len, decoder_prompt_len);
     }
     auto device = input_ids.device();
     return {at::tensor(beam_scores, at::kDouble).to(device, next_scores.scalar_type()),
@@ -332,7 +322,7 @@ class BeamSearchScorer {
     int64_t batch = batch_size();
     at::Tensor final_scores = final_beam_scores.to(at::kCPU, at::kDouble).contiguous();
     // finalize all open beam hypotheses and add to generated hypotheses
-    for (int64_t batch_group_idx = 0; batch_group_idx < batch; ++batch_group_idx) {
+    for (int64_t batch_group_idx = 0; batch_group_idx < static_cast<int64_t>(beam_hyps_.size()); ++batch_group_idx) {
       if (done_[batch_group_idx]) continue;
       // all open beam hypotheses are added to the beam hypothesis
       // beam hypothesis class automatically keeps the best beams
@@ -354,7 +344,9 @@ class BeamSearchScorer {
     std::vector<float> best_scores(n, 0.0f);
     // retrieve best hypotheses
     for (int64_t i = 0; i < batch; ++i) {
-      std::vector<BeamHypotheses::Beam> sorted_hyps = beam_hyps_[i].beams;
+      std::vector<BeamHypotheses::Beam> sorted_hyps;  // the beams of every group of this batch entry
+      for (int64_t g = i * num_beam_groups_; g < (i + 1) * num_beam_groups_; ++g)
+        sorted_hyps.insert(sorted_hyps.end(), beam_hyps_[g].beams.begin(), beam_hyps_[g].beams.end());
       std::stable_sort(sorted_hyps.begin(), sorted_hyps.end(),
                        [](const auto& a, const auto& b) { return a.score < b.score; });
       for (int64_t j = 0; j < num_beam_hyps_to_keep_; ++j) {
@@ -399,6 +391,7 @@ class BeamSearchScorer {
 
  private:
   int64_t num_beam_hyps_to_keep_;
+  int64_t num_beam_groups_;
   int64_t group_size_;
   std::vector<BeamHypotheses> beam_hyps_;
   std::vector<bool> done_;
@@ -441,6 +434,7 @@ struct LoopOptions {
   std::vector<LogitsProcessor> logits_processor;
   std::vector<LogitsProcessor> logits_warper;  // sampling modes only
   StoppingCriteriaList stopping_criteria;
+  int64_t max_length = 20;  // stopping_criteria.max_length
   std::optional<int64_t> pad_token_id;
   std::vector<int64_t> eos_token_id;
   bool output_scores = false, output_logits = false, output_attentions = false, output_hidden_states = false;
@@ -531,7 +525,7 @@ GenerateOutput greedy_search_or_sample(PreTrainedModel& model, const at::Tensor&
                                        ModelInputs model_kwargs) {
   GenerateOutput result;
   const bool has_eos = !opt.eos_token_id.empty();
-  int64_t max_length = *opt.stopping_criteria.max_length;
+  int64_t max_length = opt.max_length;
   int64_t batch_size = input_ids_in.size(0);
   int64_t cur_len = initial_cur_len(input_ids_in, model_kwargs);
   GrowingColumns input_ids(input_ids_in, max_length);
@@ -580,7 +574,7 @@ GenerateOutput greedy_search_or_sample(PreTrainedModel& model, const at::Tensor&
     update_model_kwargs_for_generation(outputs, model_kwargs, opt.is_encoder_decoder,
                                        attention_mask ? &*attention_mask : nullptr, max_length);
 
-    unfinished_sequences = unfinished_sequences & ~opt.stopping_criteria(input_ids.view());
+    unfinished_sequences = unfinished_sequences & ~opt.stopping_criteria(input_ids.view(), next_token_scores);
     this_peer_finished = unfinished_sequences.max().item<int64_t>() == 0;
   }
   result.sequences = input_ids.view().contiguous();
@@ -595,7 +589,7 @@ GenerateOutput beam_search_or_sample(PreTrainedModel& model, at::Tensor input_id
   GenerateOutput result;
   int64_t batch_size = beam_scorer.batch_size();
   int64_t num_beams = beam_scorer.num_beams;
-  int64_t max_length = *opt.stopping_criteria.max_length;
+  int64_t max_length = opt.max_length;
   int64_t batch_beam_size = input_ids.size(0);
   int64_t cur_len = initial_cur_len(input_ids, model_kwargs);
   model_kwargs.cache_position = at::arange(cur_len, input_ids.options().dtype(at::kLong));
@@ -682,7 +676,8 @@ GenerateOutput beam_search_or_sample(PreTrainedModel& model, at::Tensor input_id
 
     // increase cur_len
     cur_len = cur_len + 1;
-    if (beam_scorer.is_done() || opt.stopping_criteria(input_ids).all().item<bool>()) this_peer_finished = true;
+    if (beam_scorer.is_done() || opt.stopping_criteria(input_ids, next_token_scores_processed).all().item<bool>())
+      this_peer_finished = true;
   }
 
   BeamSearchScorer::FinalOutput sequence_outputs =
@@ -840,6 +835,313 @@ at::Tensor prepare_decoder_input_ids_for_generation(PreTrainedModel& model, int6
   return decoder_input_ids;
 }
 
+// _group_beam_search: the beams of each batch entry are split in num_beam_groups groups decoded one after the other
+// within a step; processors see `current_tokens` (the tokens the earlier groups picked) through ScopedBeamGroupArgs.
+GenerateOutput group_beam_search(PreTrainedModel& model, at::Tensor input_ids, BeamSearchScorer& beam_scorer,
+                                 const LoopOptions& opt, ModelInputs model_kwargs) {
+  GenerateOutput result;
+  const int64_t num_beams = beam_scorer.num_beams;
+  const int64_t num_beam_groups = beam_scorer.num_beam_groups();
+  const int64_t num_sub_beams = num_beams / num_beam_groups;
+  const int64_t batch_size = beam_scorer.batch_size();
+  const int64_t max_length = opt.max_length;
+  const at::Device device = input_ids.device();
+  const int64_t batch_beam_size = input_ids.size(0);
+  int64_t cur_len = initial_cur_len(input_ids, model_kwargs);
+  model_kwargs.cache_position = at::arange(cur_len, input_ids.options().dtype(at::kLong));
+  if (num_beams * batch_size != batch_beam_size)
+    throw GenerationError("Batch dimension of `input_ids` should be " + std::to_string(num_beams * batch_size) +
+                          ", but is " + std::to_string(batch_beam_size) + ".");
+  std::optional<GrowingColumns> attention_mask =
+      attention_mask_buffer(model_kwargs, input_ids, max_length, opt.is_encoder_decoder);
+  if (attention_mask) model_kwargs.attention_mask = attention_mask->view();
+  input_ids = input_ids.clone();  // rows are rewritten in place below
+
+  // per group, per (batch, sub-beam) row: the beam of each step (indices inside the group)
+  std::optional<std::vector<BeamIndices>> beam_indices;
+  if (opt.output_scores) beam_indices.emplace(num_beam_groups, BeamIndices(num_sub_beams * batch_size));
+  auto flat_beam_indices = [&]() {  // sum(beam_indices, ())
+    BeamIndices flat;
+    for (const auto& group : *beam_indices) flat.insert(flat.end(), group.begin(), group.end());
+    return flat;
+  };
+
+  // initialise score of first beam of each group with 0 and the rest with -1e9. This ensures that the beams in
+  // the same group don't produce same tokens everytime.
+  at::Tensor beam_scores = at::full({batch_size, num_beams}, -1e9, input_ids.options().dtype(at::kFloat));
+  beam_scores.slice(1, 0, num_beams, num_sub_beams).fill_(0);
+  beam_scores = beam_scores.view({batch_size * num_beams});
+
+  bool this_peer_finished = false;
+  const int64_t decoder_prompt_len = input_ids.size(-1);  // record the prompt length of decoder
+  const int64_t n_eos_tokens = static_cast<int64_t>(opt.eos_token_id.size());
+  while (!this_peer_finished) {
+    // predicted tokens in cur_len step
+    at::Tensor current_tokens = at::zeros({batch_size * num_beams}, input_ids.options());
+    // indices which will form the beams in the next time step
+    at::Tensor reordering_indices = at::zeros({batch_size * num_beams}, input_ids.options().dtype(at::kLong));
+
+    // do one decoder step on all beams of all sentences in batch
+    ModelOutput outputs = model_step(model, input_ids, model_kwargs, opt);
+    at::Tensor last_logits = outputs.logits.select(1, -1);
+    at::Tensor processed_score;
+    if (opt.output_scores) processed_score = at::zeros_like(last_logits);
+
+    for (int64_t beam_group_idx = 0; beam_group_idx < num_beam_groups; ++beam_group_idx) {
+      int64_t group_start_idx = beam_group_idx * num_sub_beams;
+      int64_t group_end_idx = std::min(group_start_idx + num_sub_beams, num_beams);
+      int64_t group_size = group_end_idx - group_start_idx;
+
+      // indices of beams of current group among all sentences in batch
+      std::vector<int64_t> indices;
+      for (int64_t batch_idx = 0; batch_idx < batch_size; ++batch_idx)
+        for (int64_t idx = group_start_idx; idx < group_end_idx; ++idx) indices.push_back(batch_idx * num_beams + idx);
+      at::Tensor batch_group_indices = at::tensor(indices, at::kLong).to(device);
+      at::Tensor group_input_ids = input_ids.index_select(0, batch_group_indices);
+
+      // select outputs of beams of current group only
+      at::Tensor next_token_logits = last_logits.index_select(0, batch_group_indices);
+      at::Tensor next_token_scores = at::log_softmax(next_token_logits, -1);  // (batch_size * group_size, vocab_size)
+      int64_t vocab_size = next_token_scores.size(-1);
+
+      at::Tensor next_token_scores_processed;
+      {
+        BeamGroupArgs args{current_tokens, beam_group_idx};
+        ScopedBeamGroupArgs scope(args);
+        next_token_scores_processed = apply_logits_processors(opt.logits_processor, group_input_ids, next_token_scores);
+      }
+      next_token_scores =
+          next_token_scores_processed + beam_scores.index_select(0, batch_group_indices).unsqueeze(-1);
+      if (opt.output_scores) processed_score.index_copy_(0, batch_group_indices, next_token_scores_processed);
+
+      // reshape for beam search
+      next_token_scores = next_token_scores.view({batch_size, group_size * vocab_size});
+      // Sample 1 + len(eos_token_id) next tokens for each beam so we have at least 1 non eos token per beam.
+      auto [top_scores, top_tokens] = at::topk(next_token_scores, std::max<int64_t>(2, 1 + n_eos_tokens) * group_size,
+                                               /*dim=*/1, /*largest=*/true, /*sorted=*/true);
+      at::Tensor next_indices = at::div(top_tokens, vocab_size, "floor");
+      at::Tensor next_tokens = top_tokens % vocab_size;
+
+      // stateless
+      std::optional<BeamIndices> process_beam_indices;
+      if (beam_indices) process_beam_indices = flat_beam_indices();
+      BeamSearchScorer::StepOutput beam_outputs = beam_scorer.process(
+          group_input_ids, top_scores, next_tokens, next_indices, opt.pad_token_id, opt.eos_token_id,
+          process_beam_indices ? &*process_beam_indices : nullptr, decoder_prompt_len, beam_group_idx);
+      beam_scores.index_copy_(0, batch_group_indices, beam_outputs.next_beam_scores);
+      const at::Tensor& beam_next_tokens = beam_outputs.next_beam_tokens;
+      const at::Tensor& beam_idx = beam_outputs.next_beam_indices;
+
+      if (beam_indices) {
+        at::Tensor idx = beam_idx.to(at::kCPU, at::kLong).contiguous();
+        const int64_t* p = idx.data_ptr<int64_t>();
+        BeamIndices& group = (*beam_indices)[beam_group_idx];
+        BeamIndices next(group.size());
+        for (size_t i = 0; i < next.size(); ++i) {
+          next[i] = group[p[i]];
+          next[i].push_back(p[i]);
+        }
+        group = std::move(next);
+      }
+
+      at::Tensor selected = group_input_ids.index_select(0, beam_idx);
+      input_ids.index_copy_(0, batch_group_indices, selected);
+      group_input_ids = at::cat({selected, beam_next_tokens.unsqueeze(-1)}, -1);
+      current_tokens.index_copy_(0, batch_group_indices, group_input_ids.select(1, -1));
+
+      // (beam_idx // group_size) -> batch_idx
+      // (beam_idx % group_size) -> offset of idx inside the group
+      reordering_indices.index_copy_(
+          0, batch_group_indices,
+          num_beams * at::div(beam_idx, group_size, "floor") + group_start_idx + (beam_idx % group_size));
+    }
+
+    // Store scores, attentions and hidden_states when required
+    store_step_outputs(result, opt, outputs, processed_score, last_logits);
+
+    input_ids = at::cat({input_ids, current_tokens.unsqueeze(-1)}, -1);
+    update_model_kwargs_for_generation(outputs, model_kwargs, opt.is_encoder_decoder,
+                                       attention_mask ? &*attention_mask : nullptr, max_length);
+    if (model_kwargs.past_key_values) model._reorder_cache(*model_kwargs.past_key_values, reordering_indices);
+
+    // increase cur_len
+    cur_len = cur_len + 1;
+    if (beam_scorer.is_done() || opt.stopping_criteria(input_ids, processed_score).all().item<bool>())
+      this_peer_finished = true;
+  }
+
+  std::optional<BeamIndices> final_beam_indices;
+  if (beam_indices) final_beam_indices = flat_beam_indices();
+  BeamSearchScorer::FinalOutput sequence_outputs =
+      beam_scorer.finalize(input_ids, beam_scores, max_length, opt.pad_token_id, opt.eos_token_id,
+                           final_beam_indices ? &*final_beam_indices : nullptr, decoder_prompt_len);
+  result.sequences = sequence_outputs.sequences;
+  result.sequences_scores = sequence_outputs.sequence_scores;
+  result.beam_indices = sequence_outputs.beam_indices;
+  result.past_key_values = model_kwargs.past_key_values;
+  return result;
+}
+
+// _ranking_fast: reranks the top_k candidates by (1 - alpha) * model confidence - alpha * degeneration penalty (the
+// highest cosine similarity of the candidate's hidden state with the context's). Returns the best candidate per row.
+at::Tensor ranking_fast(const at::Tensor& context_hidden, const at::Tensor& next_hidden,
+                        const at::Tensor& next_top_k_probs, double alpha, int64_t beam_width) {
+  at::Tensor norm_context_hidden = context_hidden / context_hidden.norm(2, {2}, /*keepdim=*/true);
+  at::Tensor norm_next_hidden = next_hidden / next_hidden.norm(2, {2}, /*keepdim=*/true);
+  at::Tensor cosine_matrix = at::matmul(norm_context_hidden, norm_next_hidden.transpose(1, 2)).squeeze(-1);  // [B*K, S]
+  at::Tensor degeneration_penalty = std::get<0>(cosine_matrix.max(-1));  // [B*K]
+  at::Tensor probs = next_top_k_probs.view(-1);                         // [B*K]
+  at::Tensor contrastive_score = (1.0 - alpha) * probs - alpha * degeneration_penalty;
+  contrastive_score = contrastive_score.view({-1, beam_width});  // [B, K]
+  return std::get<1>(contrastive_score.max(-1));                 // [B]
+}
+
+// _contrastive_search (the batched path; `low_memory` is not needed: the outputs are the same).
+GenerateOutput contrastive_search(PreTrainedModel& model, const at::Tensor& input_ids_in, int64_t top_k,
+                                  double penalty_alpha, const LoopOptions& opt, const TokenCallback& streamer,
+                                  ModelInputs model_kwargs) {
+  GenerateOutput result;
+  const bool has_eos = !opt.eos_token_id.empty();
+  const bool is_encoder_decoder = opt.is_encoder_decoder;
+  const int64_t max_length = opt.max_length;
+  const int64_t batch_size = input_ids_in.size(0);
+  int64_t cur_len = initial_cur_len(input_ids_in, model_kwargs);
+  GrowingColumns input_ids(input_ids_in, max_length);
+  at::Tensor unfinished_sequences = at::ones({batch_size}, input_ids_in.options().dtype(at::kLong));
+  model_kwargs.cache_position = at::arange(cur_len, input_ids_in.options().dtype(at::kLong));
+  const at::Tensor batch_rows = at::arange(batch_size, input_ids_in.options().dtype(at::kLong));
+  const at::Tensor expand_rows = batch_rows.repeat_interleave(top_k);
+
+  auto forward_with_hidden_states = [&](const at::Tensor& ids) {
+    ModelInputs model_inputs = model.prepare_inputs_for_generation(ids, model_kwargs);
+    model_inputs.output_hidden_states = true;
+    model_inputs.output_attentions = opt.output_attentions;
+    return model.forward(model_inputs);
+  };
+  auto last_layer = [&](const ModelOutput& out) -> const std::vector<at::Tensor>& {
+    const auto& layers = is_encoder_decoder ? out.decoder_hidden_states : out.hidden_states;
+    if (layers.empty())
+      throw GenerationError(model.class_name + " returned no hidden states with output_hidden_states=True, which "
+                            "contrastive search needs.");
+    return layers;
+  };
+
+  ModelOutput outputs;
+  at::Tensor last_hidden_states, logit_for_next_step;
+  bool first_step = true;
+  bool this_peer_finished = false;
+  while (!this_peer_finished) {
+    // if the first step in the loop, encode all the prefix and obtain: (1) past_key_values;
+    // (2) last_hidden_states; (3) logit_for_next_step; (4) update model kwargs for the next step
+    if (first_step) {
+      first_step = false;
+      model_kwargs.use_cache = true;
+      outputs = forward_with_hidden_states(input_ids.view());
+      // last decoder hidden states will be used to compute the degeneration penalty (cosine similarity with
+      // previous tokens)
+      last_hidden_states = last_layer(outputs).back();
+      // next logit for contrastive search to select top-k candidate tokens
+      logit_for_next_step = outputs.logits.select(1, -1);
+      update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, nullptr, max_length);
+      // Expands model inputs top_k times, for batched forward passes (akin to beam search).
+      at::Tensor no_input_ids;
+      expand_inputs_for_generation(top_k, is_encoder_decoder, no_input_ids, model_kwargs);
+      if (!model_kwargs.past_key_values)
+        throw GenerationError(model.class_name + " does not support caching and therefore **can't** be used for "
+                              "contrastive search.");
+    }
+    at::Tensor ids = input_ids.view();
+
+    // contrastive_search main logic start:
+    // contrastive search decoding consists of two steps: (1) candidate tokens recall; (2) candidate re-rank by
+    // degeneration penalty
+    at::Tensor processed_logit_for_next_step = apply_logits_processors(opt.logits_processor, ids, logit_for_next_step);
+    processed_logit_for_next_step = apply_logits_processors(opt.logits_warper, ids, processed_logit_for_next_step);
+    at::Tensor next_probs = at::softmax(processed_logit_for_next_step, -1);
+    auto [top_k_probs, top_k_ids] = at::topk(next_probs, top_k, /*dim=*/-1);
+
+    // Store scores, attentions and hidden_states when required
+    store_step_outputs(result, opt, outputs, processed_logit_for_next_step, logit_for_next_step);
+
+    // Replicates the new past_key_values to match the `top_k` candidates (every cached tensor, self- and
+    // cross-attention, repeat_interleave'd top_k times)
+    model_kwargs.past_key_values->reorder_cache(expand_rows);
+
+    // compute the candidate tokens by the language model and collect their hidden_states
+    // assembles top_k_ids into batch of size k
+    outputs = forward_with_hidden_states(top_k_ids.reshape({-1, 1}));
+    const std::vector<at::Tensor>& full_hidden_states = last_layer(outputs);
+    at::Tensor next_hidden = full_hidden_states.back();
+    at::Tensor logits = outputs.logits.select(1, -1);
+    at::Tensor context_hidden = last_hidden_states.repeat_interleave(top_k, 0);
+
+    // compute the degeneration penalty and re-rank the candidates based on the degeneration penalty and the
+    // model confidence.
+    at::Tensor selected_idx = ranking_fast(context_hidden, next_hidden, top_k_probs, penalty_alpha, top_k);
+    // the row of each selected candidate among the batch_size * top_k candidates
+    at::Tensor selected_rows = batch_rows * top_k + selected_idx;
+
+    // prepare for the next step: (1) next token_id; (2) past_key_values; (3) last_hidden_states for computing
+    // the degeneration penalty; (4) logits for selecting next top-k candidates; (5) selected tokens scores
+    // (model confidence minus degeneration penalty); (6) decoder hidden_states
+    at::Tensor next_tokens = top_k_ids.gather(1, selected_idx.unsqueeze(1)).squeeze(1);
+    next_hidden = next_hidden.squeeze(1).index_select(0, selected_rows);
+    last_hidden_states = at::cat({last_hidden_states, next_hidden.unsqueeze(1)}, 1);
+
+    // Rebuilds the relevant parts of the model output for the selected token, for use in the next iteration
+    ModelOutput selected;
+    auto select_layers = [&](const std::vector<at::Tensor>& layers) {
+      std::vector<at::Tensor> out;
+      for (const auto& layer : layers) out.push_back(layer.index_select(0, selected_rows));
+      return out;
+    };
+    // generate past_key_values cache of only the selected token
+    selected.past_key_values = outputs.past_key_values;
+    if (selected.past_key_values) selected.past_key_values->reorder_cache(selected_rows);
+    logit_for_next_step = logits.index_select(0, selected_rows);
+    if (is_encoder_decoder) {
+      selected.decoder_hidden_states = select_layers(full_hidden_states);
+      if (opt.output_attentions) {
+        selected.cross_attentions = select_layers(outputs.cross_attentions);
+        selected.decoder_attentions = select_layers(outputs.decoder_attentions);
+      }
+    } else {
+      selected.hidden_states = select_layers(full_hidden_states);
+      if (opt.output_attentions) selected.attentions = select_layers(outputs.attentions);
+    }
+    outputs = std::move(selected);
+    // contrastive_search main logic end
+
+    // finished sentences should have their next token be a padding token
+    if (has_eos) {
+      if (!opt.pad_token_id)
+        throw GenerationError("If `eos_token_id` is defined, make sure that `pad_token_id` is defined.");
+      next_tokens = next_tokens * unfinished_sequences + *opt.pad_token_id * (1 - unfinished_sequences);
+    }
+
+    // update generated ids, model inputs, and length for next step
+    input_ids.append(next_tokens);
+    if (streamer) streamer(next_tokens.cpu());
+    update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, nullptr, max_length);
+
+    // stop when each sentence is finished
+    unfinished_sequences =
+        unfinished_sequences & ~opt.stopping_criteria(input_ids.view(), processed_logit_for_next_step);
+    this_peer_finished = unfinished_sequences.max().item<int64_t>() == 0;
+  }
+  result.sequences = input_ids.view().contiguous();
+  // Contrastive search works by forward looking at the next token, so we need to exclude it from
+  // `past_key_values` to be consistent with the other decoding methods
+  if (model_kwargs.past_key_values) {
+    int64_t keep = model_kwargs.past_key_values->get_seq_length() - 1;
+    if (auto* cache = dynamic_cast<DynamicCache*>(model_kwargs.past_key_values.get())) cache->crop(keep);
+    if (auto* cache = dynamic_cast<EncoderDecoderCache*>(model_kwargs.past_key_values.get()))
+      cache->self_attention_cache->crop(keep);
+  }
+  result.past_key_values = model_kwargs.past_key_values;
+  return result;
+}
+
 c10::optional<at::Generator> sampling_generator(const GenerationConfig& config, const at::Device& device) {
   if (!config.seed) return c10::nullopt;  // the default generator, as transformers without torch.manual_seed
   if (device.is_cpu()) return at::make_generator<at::CPUGeneratorImpl>(*config.seed);
@@ -854,7 +1156,15 @@ c10::optional<at::Generator> sampling_generator(const GenerationConfig& config, 
 
 GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const GenerationConfig& config,
                         const ModelInputs& kwargs, const TokenCallback& streamer) {
+  GenerateOptions options;
+  options.streamer = streamer;
+  return generate(model, inputs, config, kwargs, options);
+}
+
+GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const GenerationConfig& config,
+                        const ModelInputs& kwargs, const GenerateOptions& options) {
   c10::InferenceMode inference_mode;
+  const TokenCallback& streamer = options.streamer;
   if (auto* custom = dynamic_cast<CustomGenerate*>(&model)) return custom->generate(inputs, config, kwargs, streamer);
   const bool is_encoder_decoder = model.config && model.config->is_encoder_decoder;
 
@@ -943,8 +1253,25 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
              !is_encoder_decoder) {
     generation_config.min_length = std::max<int64_t>(generation_config.min_length - inputs_tensor.size(1), 0);
   }
-  if (generation_config.cache_implementation && *generation_config.cache_implementation == "static")
-    throw GenerationError("cache_implementation='static' is not supported yet by generate()");
+  // Cache implementation (_get_cache): "static" preallocates max_length positions per layer.
+  if (generation_config.cache_implementation) {
+    const std::string& impl = *generation_config.cache_implementation;
+    if (impl == "static") {
+      if (model_kwargs.past_key_values)
+        throw GenerationError("Passing both `cache_implementation` (used to initialize certain caches) and "
+                              "`past_key_values` (a Cache object) is unsupported. Please use only one of the two.");
+      if (!generation_config.use_cache)
+        throw GenerationError("cache_implementation='static' needs use_cache=True");
+      auto static_cache = std::make_shared<StaticCache>(generation_config.max_length);
+      if (is_encoder_decoder)
+        model_kwargs.past_key_values = std::make_shared<EncoderDecoderCache>(static_cache, std::make_shared<DynamicCache>());
+      else
+        model_kwargs.past_key_values = static_cache;
+    } else if (impl != "dynamic") {
+      throw GenerationError("generation config: unknown cache_implementation '" + impl +
+                            "' (supported: \"static\", \"dynamic\")");
+    }
+  }
 
   // max_new_tokens == 0: nothing to generate (transformers rejects it in GenerationConfig.validate).
   if (generation_config.max_new_tokens && *generation_config.max_new_tokens == 0) {
@@ -963,10 +1290,6 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
   // 7. determine generation mode
   GenerationMode generation_mode = get_generation_mode(generation_config);
   switch (generation_mode) {
-    case GenerationMode::kContrastiveSearch:
-      throw GenerationError("contrastive search (penalty_alpha > 0 with top_k > 1) is not supported yet by generate()");
-    case GenerationMode::kGroupBeamSearch:
-      throw GenerationError("group beam search (num_beam_groups > 1) is not supported yet by generate()");
     case GenerationMode::kConstrainedBeamSearch:
       throw GenerationError("constrained beam search (force_words_ids) is not supported yet by generate()");
     case GenerationMode::kAssistedGeneration:
@@ -976,14 +1299,30 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
   }
 
   LoopOptions opt;
-  // 8. prepare distribution pre_processing samplers
+  // 8. prepare distribution pre_processing samplers (the user's processors after the config's, and
+  // LogitNormalization last)
   opt.logits_processor = get_logits_processor(generation_config, input_ids_length, inputs_tensor);
+  if (!options.logits_processor.empty()) {
+    auto insert_at = opt.logits_processor.end();
+    if (generation_config.renormalize_logits) --insert_at;
+    opt.logits_processor.insert(insert_at, options.logits_processor.begin(), options.logits_processor.end());
+  }
   // 9. prepare stopping criteria
-  opt.stopping_criteria.max_length = generation_config.max_length;
-  opt.stopping_criteria.max_time = generation_config.max_time;
+  std::optional<int64_t> max_position_embeddings;
+  if (model.config) {
+    json value = model.config->get("max_position_embeddings");
+    if (value.is_number_integer()) max_position_embeddings = value.get<int64_t>();
+  }
+  opt.stopping_criteria =
+      get_stopping_criteria(generation_config, options.stopping_criteria, options.tokenizer, max_position_embeddings);
+  opt.max_length = opt.stopping_criteria.max_length().value_or(generation_config.max_length);
   opt.eos_token_id = generation_config.eos_ids();
-  if (generation_config.eos_token_id && !opt.eos_token_id.empty())
-    opt.stopping_criteria.eos_token_id = at::tensor(opt.eos_token_id, at::kLong).to(input_ids.device());
+  if (opt.eos_token_id.empty())  // an EosTokenCriteria among the user's criteria
+    for (const auto& criteria : opt.stopping_criteria)
+      if (auto* eos = dynamic_cast<const EosTokenCriteria*>(criteria.get())) {
+        opt.eos_token_id = eos->eos_token_id;
+        break;
+      }
   opt.pad_token_id = generation_config.pad_token_id;
   opt.output_scores = generation_config.output_scores;
   opt.output_logits = generation_config.output_logits.value_or(false);
@@ -1008,6 +1347,13 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
     return with_encoder_outputs(
         greedy_search_or_sample(model, input_ids, /*do_sample=*/false, opt, streamer, std::move(model_kwargs)));
 
+  if (generation_mode == GenerationMode::kContrastiveSearch) {
+    if (!model_kwargs.use_cache.value_or(true)) throw GenerationError("Contrastive search requires `use_cache=True`");
+    return with_encoder_outputs(contrastive_search(model, input_ids, generation_config.top_k,
+                                                   *generation_config.penalty_alpha, opt, streamer,
+                                                   std::move(model_kwargs)));
+  }
+
   if (generation_mode == GenerationMode::kSample) {
     // 11. prepare logits warper
     opt.logits_warper = get_logits_warper(generation_config);
@@ -1019,19 +1365,22 @@ GenerateOutput generate(PreTrainedModel& model, const at::Tensor& inputs, const 
         greedy_search_or_sample(model, input_ids, /*do_sample=*/true, opt, streamer, std::move(model_kwargs)));
   }
 
-  // GenerationMode::kBeamSearch / kBeamSample
+  // GenerationMode::kBeamSearch / kBeamSample / kGroupBeamSearch
   bool do_sample = generation_mode == GenerationMode::kBeamSample;
   if (do_sample) {
     opt.logits_warper = get_logits_warper(generation_config);
     opt.generator = sampling_generator(generation_config, input_ids.device());
   }
+  const bool group = generation_mode == GenerationMode::kGroupBeamSearch;
   // 11. prepare beam search scorer
   BeamSearchScorer beam_scorer(batch_size, generation_config.num_beams, generation_config.length_penalty,
                                parse_early_stopping(generation_config.early_stopping),
-                               generation_config.num_return_sequences, generation_config.max_length);
+                               generation_config.num_return_sequences, generation_config.max_length,
+                               group ? generation_config.num_beam_groups : 1);
   // 12. interleave input_ids with `num_beams` additional sequences per batch
   expand_inputs_for_generation(generation_config.num_beams, is_encoder_decoder, input_ids, model_kwargs);
   // 13. run beam search
+  if (group) return with_encoder_outputs(group_beam_search(model, input_ids, beam_scorer, opt, std::move(model_kwargs)));
   return with_encoder_outputs(
       beam_search_or_sample(model, input_ids, beam_scorer, do_sample, opt, std::move(model_kwargs)));
 }
