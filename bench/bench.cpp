@@ -5,6 +5,7 @@
 
 #include "transformers/auto.h"
 #include "transformers/generation.h"
+#include "transformers/quantization.h"
 #include "transformers/runtime.h"
 
 #include <ATen/ATen.h>
@@ -80,9 +81,26 @@ int run_bench(const BenchOptions& options) {
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
 
   const int64_t params = model->num_parameters();
-  const int64_t weight_bytes = model->get_memory_footprint();
   const int64_t vocab = model->get_input_embeddings()->num_embeddings;
   at::Tensor prompt = at::randint(3, vocab, {1, options.prompt_tokens}, at::kLong);
+  std::string quant_report;
+  if (!options.quantize.empty()) {
+    // Output error of the quantized model vs the float one on the bench prompt.
+    ModelInputs in;
+    in.input_ids = prompt;
+    in.use_cache = false;
+    at::Tensor reference = model->forward(in).logits.to(at::kFloat);
+    const int64_t float_bytes = model->get_memory_footprint();
+    quantize_model(*model, {{"quant_method", "tfcpp_" + options.quantize}, {"group_size", options.group_size}});
+    at::Tensor logits = model->forward(in).logits.to(at::kFloat);
+    const double max_abs = (logits - reference).abs().max().item<double>();
+    quant_report = fmt::format(
+        "{}: max|dlogits| {:.4g}, relative {:.4g}, top-1 agreement {:.3f}, weights {:.1f} MB (float {:.1f} MB)\n",
+        model->quantization_method, max_abs, max_abs / reference.abs().max().item<double>(),
+        logits.argmax(-1).eq(reference.argmax(-1)).to(at::kFloat).mean().item<double>(),
+        model->get_memory_footprint() / 1e6, float_bytes / 1e6);
+  }
+  const int64_t weight_bytes = model->get_memory_footprint();
 
   double pp_s = best_seconds(options.repetitions, [&] {
     ModelInputs in;
@@ -107,13 +125,14 @@ int run_bench(const BenchOptions& options) {
   fmt::print("| model | params | dtype | threads | test | t/s | achieved | machine limit | fraction |\n");
   fmt::print("|---|---|---|---|---|---|---|---|---|\n");
   std::string name = model->name_or_path;
-  std::string dt = dtype_name(model->dtype());
+  std::string dt = dtype_name(model->dtype()) + (options.quantize.empty() ? "" : "+" + options.quantize);
   int threads = at::get_num_threads();
   fmt::print("| {} | {:.2f} M | {} | {} | pp{} | {:.1f} | {:.2f} GFLOP/s | {:.1f} GFLOP/s sgemm | {:.3f} |\n", name,
              params / 1e6, dt, threads, options.prompt_tokens, pp_tps, pp_gflops, gflops, pp_gflops / gflops);
   fmt::print("| {} | {:.2f} M | {} | {} | tg{} | {:.1f} | {:.2f} GB/s | {:.1f} GB/s read | {:.3f} |\n", name,
              params / 1e6, dt, threads, options.gen_tokens, tg_tps, tg_gbs, gbs, tg_gbs / gbs);
   fmt::print("load: {:.3f} s\n", load_s);
+  fmt::print("{}", quant_report);
   return 0;
 }
 

@@ -10,6 +10,8 @@ struct BenchOptions {
   int prompt_tokens = 128;
   int gen_tokens = 64;
   int repetitions = 3;
+  std::string quantize;  // "int8" | "int4": weight-only quantization (quantization.h), error vs float reported
+  int64_t group_size = 128;
 };
 
 int run_bench(const BenchOptions& options);
