@@ -4,14 +4,18 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
 DEB_PACKAGES = build-essential cmake ninja-build libtorch-dev libopenblas-dev nlohmann-json3-dev \
-               libfmt-dev libcli11-dev libgtest-dev libgmock-dev ccache lld
+               libfmt-dev libcli11-dev libgtest-dev libgmock-dev ccache lld \
+               libcurl4-openssl-dev libcpp-httplib-dev libicu-dev
 
-.PHONY: all deps build demo test bench clean
+.PHONY: all deps install-packages build demo test bench clean fuzz fuzz-build test-asan
 
 all: build
 
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES)"
+
+install-packages:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -37,3 +41,20 @@ bench: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# Reliability (README "Reliability"): libFuzzer targets under ASan+UBSan, built with clang in their own folder,
+# each run FUZZ_SECONDS on its seed corpus; and the whole test suite under ASan+UBSan.
+FUZZ_SECONDS ?= 60
+fuzz-build:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES) clang"
+	CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTFCPP_FUZZ=ON -DTFCPP_BUILD_TESTS=OFF
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_all
+
+fuzz: fuzz-build
+	fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+test-asan: deps
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTFCPP_SANITIZE=ON
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)

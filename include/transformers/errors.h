@@ -38,8 +38,51 @@ class HubError : public Error {
   using Error::Error;
 };
 
+// The Hub (hub.h), as huggingface_hub's utils/_errors.py; every message says what to do.
+// An HTTP error from the Hub or its CDN (status and server message in the text).
+class HubHTTPError : public HubError {
+ public:
+  using HubError::HubError;
+};
+// 401/404 with X-Error-Code RepoNotFound: no such repo, or private and no (valid) token.
+class RepositoryNotFoundError : public HubHTTPError {
+ public:
+  using HubHTTPError::HubHTTPError;
+};
+// 403 / X-Error-Code GatedRepo: the repo exists but this token has not been granted access.
+class GatedRepoError : public RepositoryNotFoundError {
+ public:
+  using RepositoryNotFoundError::RepositoryNotFoundError;
+};
+class RevisionNotFoundError : public HubHTTPError {
+ public:
+  using HubHTTPError::HubHTTPError;
+};
+// The file is not in the repo at that revision (recorded under .no_exist/ in the cache).
+class EntryNotFoundError : public HubHTTPError {
+ public:
+  using HubHTTPError::HubHTTPError;
+};
+// Offline (or the Hub unreachable) and the file is not in the cache.
+class LocalEntryNotFoundError : public EntryNotFoundError {
+ public:
+  using EntryNotFoundError::EntryNotFoundError;
+};
+// No connection to the endpoint (DNS, refused, timeout, dropped).
+class HubConnectionError : public HubError {
+ public:
+  using HubError::HubError;
+};
+
 // A caller passed arguments that cannot work together (wrong shapes, unsupported option for this model).
 class ValueError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Chat templates (chat_template.h): a Jinja syntax error, an unsupported construct, a runtime error while rendering,
+// or the template's raise_exception(message) (jinja2's TemplateError in transformers).
+class ChatTemplateError : public Error {
  public:
   using Error::Error;
 };

@@ -5,6 +5,7 @@
 #include "transformers/cache_utils.h"
 #include "transformers/config.h"
 #include "transformers/generation_config.h"
+#include "transformers/hub.h"
 #include "transformers/nn.h"
 
 #include <functional>
@@ -14,6 +15,7 @@
 namespace transformers {
 
 struct ModelOutput;
+class HfQuantizer;
 
 // The keyword arguments of a forward call. Families read the fields they support.
 struct ModelInputs {
@@ -59,6 +61,15 @@ struct FromPretrainedOptions {
   bool ignore_mismatched_sizes = false;
   // Extra config.json overrides (kwargs of from_pretrained that are config attributes).
   json config_overrides = json::object();
+  // A hub id instead of a folder: revision, cache_dir, token, local_files_only, force_download (hub.h).
+  hub::HubOptions hub;
+  // Quantize while loading (quantization.h): {"quant_method": "tfcpp_int8" | "tfcpp_int4", "group_size": 128,
+  // "modules_to_not_convert": [...]}; a config.json `quantization_config` (a quantized checkpoint) is used otherwise.
+  json quantization_config = nullptr;
+  // device_map.h: "auto", "balanced", "balanced_low_0", "sequential", or {"module.prefix": "cpu" | "disk" | "meta"}.
+  json device_map = nullptr;
+  std::map<std::string, std::string> max_memory;  // device -> "200MB" / bytes; default: available RAM for "cpu"
+  std::string offload_folder;                     // where "disk" weights not already in a safetensors file go
 };
 
 struct SavePretrainedOptions {
@@ -66,6 +77,10 @@ struct SavePretrainedOptions {
   std::string variant;
   bool save_config = true;
   std::string dtype;  // "" keeps the parameters' dtype
+  // save_pretrained(dir, push_to_hub=True): then uploads the folder to repo_id (default: the folder's name).
+  bool push_to_hub = false;
+  std::string repo_id;
+  hub::PushToHubOptions hub;
 };
 
 class PreTrainedModel : public nn::Module {
@@ -167,6 +182,8 @@ class PreTrainedModel : public nn::Module {
                               const std::string& source, bool ignore_mismatched_sizes = false,
                               bool init_missing = true);
   void save_pretrained(const std::string& dir, const SavePretrainedOptions& options = {});
+  // PushToHubMixin.push_to_hub: saves to a temporary folder and commits it to repo_id (created if needed; hub.h).
+  hub::CommitInfo push_to_hub(const std::string& repo_id, const hub::PushToHubOptions& options = {});
 
   // Generation hooks (families that can generate override these).
   virtual ModelInputs prepare_inputs_for_generation(const at::Tensor& input_ids, const ModelInputs& kwargs);
@@ -179,6 +196,27 @@ class PreTrainedModel : public nn::Module {
 
   // The loading report of the last from_pretrained.
   LoadingInfo loading_info;
+
+  // ---- Quantization (quantization.h) ----
+  std::shared_ptr<HfQuantizer> hf_quantizer;
+  bool is_quantized = false;
+  std::string quantization_method;
+  // Restores float Linear weights and drops config.quantization_config; ValueError if the model is not quantized.
+  void dequantize();
+  // A quantized model cannot change dtype or device (ValueError), as transformers' to()/half() on quantized models.
+  using torch::nn::Module::to;
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
+  void half();
+
+  // ---- Device maps (device_map.h) ----
+  // The union of _no_split_modules over this model's submodules; ValueError naming the class when one that
+  // PreTrainedModel subclasses lacks the declaration ("... does not support `device_map='<map>'`").
+  std::vector<std::string> _get_no_split_modules(const std::string& device_map) const;
+  // Module prefix -> device after from_pretrained(device_map=...), in module order.
+  std::vector<std::pair<std::string, std::string>> hf_device_map;
+  std::shared_ptr<void> _offload_state;  // disk offload hooks of this model, unregistered when it goes
 
  protected:
   // Families call this in their constructor for each registered submodule so the base can resolve the prefix.

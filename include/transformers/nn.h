@@ -4,6 +4,7 @@
 
 #include <torch/nn/module.h>
 
+#include <atomic>
 #include <map>
 #include <optional>
 #include <set>
@@ -22,6 +23,8 @@ class Module : public torch::nn::Module {
   // Swaps in another tensor (another shape, or a tensor shared with another module: tying).
   void replace_parameter(const std::string& name, const at::Tensor& value);
   bool has_parameter(const std::string& name) const;
+  // Registers, replaces or (undefined `value`) removes buffer `name`, keeping `*slot` in sync.
+  void set_buffer(const std::string& name, at::Tensor* slot, const at::Tensor& value);
   // Non-persistent buffers are left out of the state dict, as `register_buffer(..., persistent=False)`.
   void set_non_persistent(const std::string& name) { non_persistent_.insert(name); }
   bool is_persistent(const std::string& name) const { return !non_persistent_.count(name); }
@@ -54,7 +57,26 @@ class Linear : public Module {
   at::Tensor forward(const at::Tensor& x) const;
   int64_t in_features, out_features;
   at::Tensor weight, bias;  // bias undefined when absent
+  // Weight-only quantization (transformers/quantization.h). quant_bits 8: `weight` holds int8 codes [out, in] and
+  // the `weight_scale` buffer [out]; 4: `weight` holds uint8 [out, ceil(in/2)] (two codes per byte) with
+  // `weight_scale` and `weight_zero` [out, groups]. 0: a float Linear.
+  int quant_bits = 0;
+  int64_t quant_group_size = 0;
+  at::Tensor weight_scale, weight_zero;
+
+ private:
+  at::Tensor forward_impl(const at::Tensor& x) const;
 };
+// Forward of a quantized Linear (src/core/quantization_kernels.cpp).
+at::Tensor quantized_linear_forward(const Linear& layer, const at::Tensor& x);
+
+// Disk offload (transformers/device_map.h): the shared layers call these around their forward while any model is
+// offloaded, so the offloaded block's memory-mapped weights are paged in before and released after.
+namespace offload {
+extern std::atomic<int> active_models;
+void pre_forward(const Module& module);
+void post_forward(const Module& module);
+}  // namespace offload
 
 // torch.nn.Embedding with padding_idx (its row is zeroed at init and gets no gradient).
 class Embedding : public Module {

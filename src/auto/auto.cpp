@@ -60,7 +60,9 @@ std::shared_ptr<PretrainedConfig> AutoConfig::for_model(const std::string& model
   return it->second();
 }
 
-std::shared_ptr<PretrainedConfig> AutoConfig::from_pretrained(const std::string& path) {
+std::shared_ptr<PretrainedConfig> AutoConfig::from_pretrained(const std::string& path_or_repo_id) {
+  std::error_code ec;  // a hub id: config.json from the cache / the Hub (hub.h)
+  const std::string path = fs::exists(path_or_repo_id, ec) ? path_or_repo_id : hub::cached_file(path_or_repo_id, "config.json");
   std::string file = fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
   json dict = read_json_file(file);
   if (!dict.is_object() || !dict.contains("model_type") || !dict["model_type"].is_string())
@@ -94,8 +96,9 @@ static const ModelEntry& entry_for(const std::string& class_name) {
   return it->second;
 }
 
-std::shared_ptr<PreTrainedModel> model_from_pretrained(const std::string& path, const std::string& class_name,
+std::shared_ptr<PreTrainedModel> model_from_pretrained(const std::string& path_or_repo_id, const std::string& class_name,
                                                        const FromPretrainedOptions& options) {
+  const std::string path = hub::resolve_pretrained_model(path_or_repo_id, options.variant, options.hub);  // hub.h
   const ModelEntry& entry = entry_for(class_name);
   std::string file = (fs::path(path) / "config.json").string();
   json dict = read_json_file(file);

@@ -65,6 +65,7 @@ TFCPP_CLI_COMMAND("convert", "Re-save a model: cast (--dtype), shard (--max-shar
   cmd->add_option("--dtype", out->save_dtype, "Write floating weights as fp32 | bf16 | fp16 (default: unchanged)");
   cmd->add_flag("--safe-serialization", "Write safetensors (always: the only format written)");
   cmd->add_option("--threads,-t", load->threads, "Threads");
+  cmd->final_callback([load] { load->model = resolve_model_arg(load->model, load->variant); });
   out->add(cmd);
   return [load, out] {
     setup_threads(load->threads);

@@ -1,4 +1,4 @@
-// tfcpp subcommands: generate, forward, info, bench.
+// tfcpp subcommands: forward, info, bench (generate: cmd_generate.cpp).
 #include "cli/commands.h"
 
 #include "bench/bench.h"
@@ -46,13 +46,14 @@ bool register_command(const std::string& name, const std::string& description, C
 }
 
 void LoadFlags::add(CLI::App* cmd, bool class_required) {
-  cmd->add_option("--model,-m", model, "Model folder (config.json + weights)")->required();
+  cmd->add_option("--model,-m", model, "Model folder (config.json + weights) or hub id (org/name)")->required();
   auto* c = cmd->add_option("--class", class_name, "Model class, e.g. LlamaForCausalLM (default: from config.json)");
   if (class_required) c->required();
   cmd->add_option("--dtype", dtype, "float32 | bfloat16 | float16 | auto (default float32, as transformers)");
   cmd->add_option("--variant", variant, "Weights variant: model.<variant>.safetensors");
   cmd->add_option("--attn-implementation", attn_implementation, "eager | sdpa");
   cmd->add_option("--threads,-t", threads, "Threads (default: TFCPP_NUM_THREADS or physical cores)");
+  cmd->final_callback([this] { model = resolve_model_arg(model, variant); });  // hub ids (cmd_hub.cpp)
 }
 
 std::shared_ptr<PreTrainedModel> LoadFlags::load(const std::string& default_task, double* seconds) const {
@@ -78,50 +79,6 @@ void setup_threads(int threads) {
 }
 
 namespace {
-
-int cmd_generate(const LoadFlags& flags, const std::string& prompt, const std::string& inputs, const std::string& name,
-                 bool as_json, const json& overrides) {
-  setup_threads(flags.threads);
-  double load_s = 0;
-  auto model = flags.load("causal-lm", &load_s);
-  if (!inputs.empty()) {
-    json case_inputs = read_case_inputs(inputs);
-    GenerateOutput out = run_generate_case(*model, case_inputs, name.empty() ? "greedy" : name);
-    std::cout << (as_json ? generate_output_to_json(out).dump() : tensor_to_json(out.sequences).dump()) << std::endl;
-    return 0;
-  }
-  Tokenizer tokenizer = Tokenizer::from_pretrained(flags.model);
-  std::vector<int64_t> ids = tokenizer.encode(prompt);
-  at::Tensor input_ids = at::tensor(ids, at::kLong).unsqueeze(0);
-  GenerationConfig config = model->generation_config;
-  config.from_dict(overrides, "command line", false);
-
-  TextStreamer streamer(tokenizer, true);
-  auto start = Clock::now();
-  std::optional<Clock::time_point> first_token;
-  int64_t new_tokens = 0;
-  bool prompt_seen = false;
-  auto on_tokens = [&](const at::Tensor& t) {
-    if (!prompt_seen) {
-      prompt_seen = true;
-      for (int64_t i = 0; i < t.size(-1); ++i) std::cout << streamer.put(t.view(-1)[i].item<int64_t>());
-    } else {
-      if (!first_token) first_token = Clock::now();
-      ++new_tokens;
-      std::cout << streamer.put(t.view(-1)[0].item<int64_t>());
-    }
-    std::cout.flush();
-  };
-  generate(*model, input_ids, config, ModelInputs{}, on_tokens);
-  std::cout << streamer.end() << std::endl;
-  auto end = Clock::now();
-  double prefill_s = first_token ? std::chrono::duration<double>(*first_token - start).count() : 0;
-  double decode_s = first_token ? std::chrono::duration<double>(end - *first_token).count() : 0;
-  std::fprintf(stderr, "load %.3f s | prefill %lld tokens, %.1f tok/s | decode %lld tokens, %.1f tok/s\n", load_s,
-               static_cast<long long>(ids.size()), prefill_s > 0 ? ids.size() / prefill_s : 0.0,
-               static_cast<long long>(new_tokens), decode_s > 0 && new_tokens > 1 ? (new_tokens - 1) / decode_s : 0.0);
-  return 0;
-}
 
 int cmd_forward(const LoadFlags& flags, const std::string& inputs, const std::string& out_path) {
   setup_threads(flags.threads);
@@ -190,29 +147,6 @@ int run_cli(int argc, char** argv) {
   CLI::App app{"tfcpp: Hugging Face transformers models in C++ (libtorch)"};
   app.require_subcommand(1);
 
-  // generate
-  auto* gen = app.add_subcommand("generate", "Generate text from a prompt, or run a fixture's generate entry");
-  LoadFlags gen_flags;
-  gen_flags.add(gen);
-  std::string prompt, gen_inputs, gen_name;
-  bool gen_json = false;
-  std::optional<int64_t> max_new_tokens, top_k, num_beams, seed, num_return_sequences;
-  std::optional<double> temperature, top_p, repetition_penalty;
-  bool do_sample = false;
-  gen->add_option("--prompt,-p", prompt, "Prompt text");
-  gen->add_option("--inputs", gen_inputs, "Fixture inputs.json (runs the generate entry --name)");
-  gen->add_option("--name", gen_name, "Generate entry of --inputs (default greedy)");
-  gen->add_flag("--json", gen_json, "With --inputs: print {\"sequences\": ...} as JSON");
-  gen->add_option("--max-new-tokens,-n", max_new_tokens, "Tokens to generate");
-  gen->add_flag("--do-sample", do_sample, "Sample instead of greedy decoding");
-  gen->add_option("--temperature", temperature, "Sampling temperature (implies --do-sample)");
-  gen->add_option("--top-k", top_k, "Top-k filtering (implies --do-sample)");
-  gen->add_option("--top-p", top_p, "Nucleus filtering (implies --do-sample)");
-  gen->add_option("--seed", seed, "Sampling seed");
-  gen->add_option("--num-beams", num_beams, "Beam search width");
-  gen->add_option("--repetition-penalty", repetition_penalty, "Repetition penalty");
-  gen->add_option("--num-return-sequences", num_return_sequences, "Sequences per prompt");
-
   // forward
   auto* fwd = app.add_subcommand("forward", "Run a fixture's forward entry and write every output tensor");
   LoadFlags fwd_flags;
@@ -236,6 +170,9 @@ int run_cli(int argc, char** argv) {
   bench->add_option("--pp", bench_options.prompt_tokens, "Prompt tokens (default 128)");
   bench->add_option("--tg", bench_options.gen_tokens, "Generated tokens (default 64)");
   bench->add_option("--reps,-r", bench_options.repetitions, "Repetitions (default 3)");
+  bench->add_option("--quantize", bench_options.quantize, "Weight-only int8 | int4 (reports error vs float)")
+      ->check(CLI::IsMember({"int8", "int4"}));
+  bench->add_option("--group-size", bench_options.group_size, "int4 group size (default 128)");
 
   std::vector<std::pair<CLI::App*, std::function<int()>>> extra_commands;
   for (const auto& command : registry()) {
@@ -249,23 +186,6 @@ int run_cli(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
-  if (gen->parsed()) {
-    if (prompt.empty() == gen_inputs.empty()) {
-      std::fprintf(stderr, "error: generate needs exactly one of --prompt or --inputs\n%s", gen->help().c_str());
-      return 2;
-    }
-    json overrides = json::object();
-    if (max_new_tokens) overrides["max_new_tokens"] = *max_new_tokens;
-    if (temperature || top_k || top_p || do_sample) overrides["do_sample"] = true;
-    if (temperature) overrides["temperature"] = *temperature;
-    if (top_k) overrides["top_k"] = *top_k;
-    if (top_p) overrides["top_p"] = *top_p;
-    if (seed) overrides["seed"] = *seed;
-    if (num_beams) overrides["num_beams"] = *num_beams;
-    if (repetition_penalty) overrides["repetition_penalty"] = *repetition_penalty;
-    if (num_return_sequences) overrides["num_return_sequences"] = *num_return_sequences;
-    return cmd_generate(gen_flags, prompt, gen_inputs, gen_name, gen_json, overrides);
-  }
   if (fwd->parsed()) return cmd_forward(fwd_flags, fwd_inputs, fwd_out);
   if (info->parsed()) return cmd_info(info_flags, info_json);
   for (auto& [sub, run] : extra_commands)

@@ -24,6 +24,10 @@ struct LoadFlags {
   std::shared_ptr<transformers::PreTrainedModel> load(const std::string& default_task, double* seconds = nullptr) const;
 };
 
+// --model given as a hub id (org/name): config, weights (--variant), generation config, tokenizer and preprocessor
+// files fetched into the Hugging Face cache; returns the snapshot folder (a local folder is returned as is).
+std::string resolve_model_arg(const std::string& model, const std::string& variant);
+
 // Sets libtorch/OpenBLAS threads (0 = default) and prints the runtime's warning, if any.
 void setup_threads(int threads);
 

@@ -1,7 +1,9 @@
 // Port of transformers/configuration_utils.py (4.40): PretrainedConfig.__init__ defaults, to_dict, to_diff_dict.
 #include "transformers/config.h"
 
+#include "transformers/atomic_dir.h"
 #include "transformers/errors.h"
+#include "transformers/hub.h"
 
 #include <unistd.h>
 
@@ -248,20 +250,42 @@ void PretrainedConfig::save_pretrained(const std::string& dir) const {
   to_json_file((fs::path(dir) / "config.json").string());
 }
 
-void PretrainedConfig::load_file(const std::string& path) {
+void PretrainedConfig::load_file(const std::string& path_or_repo_id) {
+  std::error_code ec;  // a hub id: config.json from the cache / the Hub (hub.h)
+  const std::string path = fs::exists(path_or_repo_id, ec) ? path_or_repo_id : hub::cached_file(path_or_repo_id, "config.json");
   std::string file = fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
   from_dict(read_json_file(file), file);
   if (name_or_path.empty()) name_or_path = fs::is_directory(path) ? path : fs::path(path).parent_path().string();
 }
 
 json read_json_file(const std::string& path, const char* what) {
-  std::ifstream in(path);
+  // Bounds for files that come from strangers: configs and indexes are small and shallow.
+  constexpr std::uintmax_t kMaxBytes = 256u << 20;
+  constexpr int kMaxDepth = 128;
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw ConfigError(std::string(what) + " file " + path + " is a directory");
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(std::string(what) + " file not found: " + path);
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxBytes)
+    throw ConfigError(path + ": " + std::to_string(size) + " bytes is too large for a " + what + " file (limit " +
+                      std::to_string(kMaxBytes) + ")");
+  bool too_deep = false;
+  const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t event, json&) {
+    if (depth > kMaxDepth && (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start))
+      too_deep = true;
+    return !too_deep;
+  };
+  json value;
   try {
-    return json::parse(in);
+    value = json::parse(in, limit_depth);
   } catch (const json::parse_error& e) {
     throw ConfigError(path + ": invalid JSON: " + e.what());
   }
+  if (too_deep)
+    throw ConfigError(path + ": JSON nested deeper than " + std::to_string(kMaxDepth) + " levels in a " + what + " file");
+  return value;
 }
 
 void write_json_file(const json& value, const std::string& path) {
@@ -279,6 +303,7 @@ void write_json_file(const json& value, const std::string& path) {
     std::remove(tmp.c_str());
     throw ConfigError("cannot write " + path);
   }
+  fault_point("json renamed");
 }
 
 }  // namespace transformers

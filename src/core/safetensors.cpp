@@ -2,6 +2,7 @@
 // serialize_to_file.
 #include "transformers/safetensors.h"
 
+#include "transformers/atomic_dir.h"
 #include "transformers/errors.h"
 
 #include <ATen/ATen.h>
@@ -343,13 +344,14 @@ void save_file(const std::vector<std::pair<std::string, at::Tensor>>& tensors, c
       error = std::string("close failed: ") + std::strerror(errno);
     }
   }
+  if (error.empty()) fault_point("safetensors written, not renamed");
   if (error.empty() && ::rename(tmp.c_str(), path.c_str()) != 0) {
     error = "cannot rename '" + tmp + "' into place: " + std::strerror(errno);
   }
   if (!error.empty()) {
     ::unlink(tmp.c_str());
     fail(path, error);
-  }
+  }  fault_point("safetensors renamed");
 }
 
 c10::ScalarType dtype_from_string(const std::string& name) { return dtype_or_throw(name).type; }

@@ -29,12 +29,56 @@ void Module::replace_parameter(const std::string& name, const at::Tensor& value)
 
 bool Module::has_parameter(const std::string& name) const { return parameters_.contains(name); }
 
+void Module::set_buffer(const std::string& name, at::Tensor* slot, const at::Tensor& value) {
+  // torch::nn::Module keeps buffers_ private: an existing buffer is updated through its handle (set_data), and a
+  // "removed" one stays registered, empty and non-persistent (out of the state dict).
+  auto known = slots_.find(name);
+  if (!slot && known != slots_.end()) slot = known->second;
+  at::Tensor existing;
+  for (const auto& b : named_buffers(false))
+    if (b.key() == name) existing = b.value();
+  if (!value.defined()) {
+    if (existing.defined()) {
+      existing.set_data(at::empty({0}, existing.options()));
+      non_persistent_.insert(name);
+    }
+    if (slot) *slot = at::Tensor();
+    return;
+  }
+  if (existing.defined()) {
+    existing.set_data(value);
+    non_persistent_.erase(name);
+    if (slot) *slot = existing;
+  } else {
+    at::Tensor& registered = register_buffer(name, value);
+    if (slot) *slot = registered;
+  }
+  if (slot) slots_[name] = slot;
+}
+
+namespace {
+// Runs `f` between the disk offload hooks of `m`; nothing extra while no model is offloaded.
+template <typename F>
+at::Tensor with_offload_hooks(const Module& m, F&& f) {
+  if (!offload::active_models.load(std::memory_order_relaxed)) return f();
+  offload::pre_forward(m);
+  at::Tensor y = f();
+  offload::post_forward(m);
+  return y;
+}
+}  // namespace
+
 Linear::Linear(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
   bind_parameter("weight", &weight, at::empty({out, in}));
   if (with_bias) bind_parameter("bias", &bias, at::empty({out}));
 }
 
 at::Tensor Linear::forward(const at::Tensor& x) const {
+  return with_offload_hooks(*this, [&] { return forward_impl(x); });
+}
+
+at::Tensor Linear::forward_impl(const at::Tensor& x) const {
+  if (quant_bits) return quantized_linear_forward(*this, x);
   // One row in fp32: sgemv streams the weight at memory bandwidth, sgemm with M=1 does not (LIBTORCH.md §3.5).
   if (x.numel() == in_features && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
       !at::GradMode::is_enabled()) {
@@ -53,7 +97,7 @@ Embedding::Embedding(int64_t num, int64_t dim, std::optional<int64_t> pad)
 }
 
 at::Tensor Embedding::forward(const at::Tensor& ids) const {
-  at::Tensor out = at::embedding(weight, ids, padding_idx.value_or(-1));
+  at::Tensor out = with_offload_hooks(*this, [&] { return at::embedding(weight, ids, padding_idx.value_or(-1)); });
   if (output_requires_grad && at::GradMode::is_enabled() && !out.requires_grad()) out.requires_grad_(true);
   return out;
 }
@@ -63,7 +107,9 @@ LayerNorm::LayerNorm(int64_t d, double e, bool with_bias) : dim(d), eps(e) {
   if (with_bias) bind_parameter("bias", &bias, at::zeros({d}));
 }
 
-at::Tensor LayerNorm::forward(const at::Tensor& x) const { return at::layer_norm(x, {dim}, weight, bias, eps); }
+at::Tensor LayerNorm::forward(const at::Tensor& x) const {
+  return with_offload_hooks(*this, [&] { return at::layer_norm(x, {dim}, weight, bias, eps); });
+}
 
 at::Tensor dropout(const at::Tensor& x, double p, bool training) {
   return training && p > 0 ? at::dropout(x, p, true) : x;

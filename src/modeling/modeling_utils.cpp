@@ -1,9 +1,13 @@
 // Port of transformers/modeling_utils.py (4.40): PreTrainedModel loading/saving semantics.
 #include "transformers/modeling_utils.h"
 
+#include "transformers/atomic_dir.h"
 #include "transformers/attention.h"
+#include "transformers/checkpoint_files.h"
 #include "transformers/compat.h"
+#include "transformers/device_map.h"
 #include "transformers/errors.h"
+#include "transformers/quantization.h"
 #include "transformers/safetensors.h"
 #include "transformers/torch_bin.h"
 
@@ -206,6 +210,7 @@ void PreTrainedModel::enable_input_require_grads() { get_input_embeddings()->out
 void PreTrainedModel::disable_input_require_grads() { get_input_embeddings()->output_requires_grad = false; }
 
 void PreTrainedModel::prune_heads(const std::map<int64_t, std::vector<int64_t>>& heads_to_prune) {
+  const auto recorded_before = config->pruned_heads;
   for (const auto& [layer, heads] : heads_to_prune) {
     std::set<int64_t> merged(heads.begin(), heads.end());
     auto it = config->pruned_heads.find(layer);
@@ -213,7 +218,12 @@ void PreTrainedModel::prune_heads(const std::map<int64_t, std::vector<int64_t>>&
     config->pruned_heads[layer] = std::vector<int64_t>(merged.begin(), merged.end());
   }
   PreTrainedModel* base = base_model();
-  base->_prune_heads(heads_to_prune);
+  try {
+    base->_prune_heads(heads_to_prune);
+  } catch (...) {
+    config->pruned_heads = recorded_before;  // a refused request (bad layer or head) records nothing
+    throw;
+  }
 }
 
 void PreTrainedModel::_prune_heads(const std::map<int64_t, std::vector<int64_t>>&) {
@@ -428,46 +438,6 @@ LoadingInfo PreTrainedModel::load_state_dict(const std::vector<std::pair<std::st
 
 namespace {
 
-struct WeightFiles {
-  std::vector<std::string> files;  // absolute paths, in load order
-  std::string description;         // for errors
-};
-
-// Reads a *.index.json weight map; the shard files it names, each checked to exist.
-WeightFiles sharded_files(const fs::path& base, const std::string& index, const std::string& dir) {
-  std::string index_path = (base / index).string();
-  json j = read_json_file(index_path, "checkpoint index");
-  if (!j.contains("weight_map") || !j["weight_map"].is_object())
-    throw CheckpointError(index_path + ": missing 'weight_map' object");
-  std::set<std::string> shards;
-  for (auto& [key, file] : j["weight_map"].items()) {
-    if (!file.is_string()) throw CheckpointError(index_path + ": weight_map entry '" + key + "' is not a file name");
-    shards.insert(file.get<std::string>());
-  }
-  WeightFiles out{{}, index_path};
-  for (const auto& s : shards) {
-    fs::path shard = base / s;
-    if (!fs::exists(shard))
-      throw CheckpointError(index_path + ": shard '" + s + "' listed in weight_map does not exist in " + dir);
-    out.files.push_back(shard.string());
-  }
-  return out;
-}
-
-// transformers' order: model.safetensors, its index, pytorch_model.bin, its index (each with the variant).
-WeightFiles find_weight_files(const std::string& dir, const std::string& variant) {
-  fs::path base(dir);
-  for (const auto& [single, index] : {std::pair<std::string, std::string>{"model.safetensors", "model.safetensors.index.json"},
-                                      {"pytorch_model.bin", "pytorch_model.bin.index.json"}}) {
-    const std::string file = add_variant(single, variant), index_file = add_variant(index, variant);
-    if (fs::exists(base / file)) return {{(base / file).string()}, (base / file).string()};
-    if (fs::exists(base / index_file)) return sharded_files(base, index_file, dir);
-  }
-  throw CheckpointError("no weights file found in " + dir + ": expected " + add_variant("model.safetensors", variant) +
-                        ", " + add_variant("pytorch_model.bin", variant) + " or their sharded index" +
-                        (variant.empty() ? "" : " (variant '" + variant + "')"));
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -496,7 +466,6 @@ LoadingInfo PreTrainedModel::load_pretrained_weights(const std::string& dir, con
 
 namespace {
 
-// The model card transformers' create_and_tag_model_card writes: YAML front matter with the tags.
 void write_model_card(const std::string& dir, const std::string& class_name, const std::vector<std::string>& tags) {
   std::string card = "---\nlibrary_name: transformers\ntags:\n";
   for (const auto& tag : tags) card += "- " + tag + "\n";
@@ -512,11 +481,11 @@ void write_model_card(const std::string& dir, const std::string& class_name, con
 
 }  // namespace
 
-void PreTrainedModel::save_pretrained(const std::string& dir, const SavePretrainedOptions& options) {
-  if (fs::exists(dir) && !fs::is_directory(dir)) throw CheckpointError(dir + " exists and is not a directory");
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw CheckpointError("cannot create directory " + dir + ": " + ec.message());
+void PreTrainedModel::save_pretrained(const std::string& save_directory, const SavePretrainedOptions& options) {
+  // Everything is written into a staging copy of the folder and swapped in at the end (atomic_dir.h): a save killed
+  // at any point leaves the previous checkpoint intact.
+  AtomicDirectory staging(save_directory);
+  const std::string& dir = staging.path();
 
   auto state = state_dict();
   // Tensors sharing storage: drop the names matching _tied_weights_keys, keep one.
@@ -535,7 +504,7 @@ void PreTrainedModel::save_pretrained(const std::string& dir, const SavePretrain
     if (names.size() - std::count_if(names.begin(), names.end(), [&](const std::string& n) { return to_delete.count(n) > 0; }) > 1)
       throw CheckpointError(fmt::format("save_pretrained({}): tensors {} share memory but are not declared in "
                                         "_tied_weights_keys of {}",
-                                        dir, fmt::join(names, ", "), class_name));
+                                        save_directory, fmt::join(names, ", "), class_name));
   }
   std::vector<std::pair<std::string, at::Tensor>> to_save;
   std::optional<c10::ScalarType> cast;
@@ -608,6 +577,14 @@ void PreTrainedModel::save_pretrained(const std::string& dir, const SavePretrain
     if (can_generate()) generation_config.save_pretrained(dir);
   }
   if (!model_tags.empty()) write_model_card(dir, class_name, model_tags);
+  staging.commit();
+  if (options.push_to_hub) {  // hub.h
+    hub::PushToHubOptions push = options.hub;
+    if (push.commit_message.empty()) push.commit_message = "Upload " + class_name;
+    fs::path folder = fs::absolute(save_directory).lexically_normal();
+    if (folder.filename().empty()) folder = folder.parent_path();
+    hub::push_to_hub(options.repo_id.empty() ? folder.filename().string() : options.repo_id, save_directory, push);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -651,10 +628,12 @@ c10::ScalarType resolve_dtype(const std::string& requested, const PretrainedConf
 
 }  // namespace
 
-std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path, const std::string& class_name,
+std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path_or_repo_id, const std::string& class_name,
                                                       const ModelFactory& factory,
                                                       std::shared_ptr<PretrainedConfig> config,
                                                       const FromPretrainedOptions& options) {
+  // A hub id: config, weights (with the variant) and generation config fetched into the cache's snapshot folder.
+  const std::string path = hub::resolve_pretrained_model(path_or_repo_id, options.variant, options.hub);
   if (!fs::is_directory(path))
     throw ConfigError("model path " + path + " is not a directory (expected config.json and weights)");
   json dict = read_json_file((fs::path(path) / "config.json").string());
@@ -665,6 +644,9 @@ std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path, c
   const std::string requested_attn =
       !options.attn_implementation.empty() ? options.attn_implementation : config->attn_implementation_internal;
   c10::ScalarType dtype = resolve_dtype(options.dtype, *config, path, options.variant);
+  // quantization.h: config.json's quantization_config (a quantized checkpoint), else the one passed.
+  std::shared_ptr<HfQuantizer> hf_quantizer = AutoHfQuantizer::for_loading(*config, options.quantization_config);
+  if (hf_quantizer) dtype = hf_quantizer->update_torch_dtype(dtype);
 
   std::shared_ptr<PreTrainedModel> model;
   {
@@ -674,7 +656,13 @@ std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path, c
   }
   model->name_or_path = path;
   model->set_attn_implementation(requested_attn);
+  if (hf_quantizer) hf_quantizer->preprocess_model(*model);
   model->load_pretrained_weights(path, options);
+  if (hf_quantizer) {
+    hf_quantizer->postprocess_model(*model);
+    model->hf_quantizer = hf_quantizer;
+  }
+  if (!options.device_map.is_null()) dispatch_model(*model, options.device_map, options);  // device_map.h
   model->eval();
   if (model->can_generate() && fs::exists(fs::path(path) / "generation_config.json"))
     model->generation_config = GenerationConfig::from_pretrained(path);
