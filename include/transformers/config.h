@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <cmath>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -56,17 +58,41 @@ class ConfigVisitor {
 
  private:
   template <typename T>
+  struct is_optional : std::false_type {};
+  template <typename U>
+  struct is_optional<std::optional<U>> : std::true_type {};
+
+  template <typename T>
   static T read_value(const json& j) {
     // JSON numbers written by Python as 1.0 may land in integer fields and vice versa; accept both but never a bool
-    // or a string where a number is expected.
-    if constexpr (std::is_same_v<T, bool>) {
+    // or a string where a number is expected, nor a number the field's type cannot hold.
+    if constexpr (is_optional<T>::value) {
+      if (j.is_null()) return std::nullopt;
+      return read_value<typename T::value_type>(j);
+    } else if constexpr (std::is_same_v<T, bool>) {
       if (!j.is_boolean()) throw json::type_error::create(302, "expected a boolean", &j);
     } else if constexpr (std::is_arithmetic_v<T>) {
       if (!j.is_number()) throw json::type_error::create(302, "expected a number", &j);
       if constexpr (std::is_integral_v<T>) {
-        if (j.is_number_float() && j.get<double>() != static_cast<double>(static_cast<T>(j.get<double>())))
-          throw json::type_error::create(302, "expected an integer", &j);
-        return static_cast<T>(j.get<double>());
+        if (j.is_number_float()) {
+          const double d = j.get<double>();
+          // 2^63 and beyond (or NaN) would be undefined to convert.
+          if (!(d >= static_cast<double>(std::numeric_limits<T>::min()) &&
+                d < 2.0 * (static_cast<double>(std::numeric_limits<T>::max() / 2 + 1))) ||
+              d != static_cast<double>(static_cast<T>(d)))
+            throw json::type_error::create(302, "expected an integer", &j);
+          return static_cast<T>(d);
+        }
+        const bool fits = j.is_number_unsigned()
+                              ? j.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                              : (j.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                                 (j.get<int64_t>() < 0 ||
+                                  static_cast<uint64_t>(j.get<int64_t>()) <= static_cast<uint64_t>(std::numeric_limits<T>::max())));
+        if (!fits) throw json::type_error::create(302, "integer out of range", &j);
+      } else {
+        if (j.is_number_float() && std::is_same_v<T, float> && std::isfinite(j.get<double>()) &&
+            std::abs(j.get<double>()) > static_cast<double>(std::numeric_limits<float>::max()))
+          throw json::type_error::create(302, "number out of range for a float", &j);
       }
     }
     return j.get<T>();

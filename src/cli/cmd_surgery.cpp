@@ -39,7 +39,7 @@ std::map<int64_t, std::vector<int64_t>> parse_heads(const std::string& text) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     throw ValueError("--heads must be JSON like '{\"0\": [0, 2]}': " + std::string(e.what()));
   }
   if (!j.is_object()) throw ValueError("--heads must be a JSON object {layer: [heads]}");

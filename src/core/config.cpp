@@ -280,7 +280,7 @@ json read_json_file(const std::string& path, const char* what) {
   json value;
   try {
     value = json::parse(in, limit_depth);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     throw ConfigError(path + ": invalid JSON: " + e.what());
   }
   if (too_deep)

@@ -138,7 +138,7 @@ Json parse_header(const std::string& path, MappedFile& file) {
   Json header;
   try {
     header = Json::parse(text, text + length);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }
   if (!header.is_object()) fail(path, std::string("header must be a JSON object, got ") + header.type_name());

@@ -223,9 +223,14 @@ class Unpickler {
     push(v);
   }
 
-  static std::vector<int64_t> ints(const ValuePtr& tuple) {
+  std::vector<int64_t> ints(const ValuePtr& tuple, const char* what) {
+    if (tuple->kind != Value::Kind::Tuple) fail(std::string("tensor rebuild: ") + what + " is not a tuple");
     std::vector<int64_t> out;
-    for (const auto& item : tuple->items) out.push_back(item->i);
+    for (const auto& item : tuple->items) {
+      if (item->kind != Value::Kind::Int || item->i < 0)
+        fail(std::string("tensor rebuild: ") + what + " holds something other than a non-negative integer");
+      out.push_back(item->i);
+    }
     return out;
   }
 
@@ -239,12 +244,23 @@ class Unpickler {
       // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
       if (args->items.size() < 4 || args->items[0]->kind != Value::Kind::Storage) fail("malformed tensor rebuild");
       const at::Tensor& storage = args->items[0]->tensor;
+      if (args->items[1]->kind != Value::Kind::Int || args->items[1]->i < 0)
+        fail("tensor rebuild: storage offset is not a non-negative integer");
       int64_t offset = args->items[1]->i;
-      std::vector<int64_t> size = ints(args->items[2]), stride = ints(args->items[3]);
+      std::vector<int64_t> size = ints(args->items[2], "size"), stride = ints(args->items[3], "stride");
+      if (size.size() != stride.size()) fail("tensor rebuild: size and stride have different lengths");
+      // The last element the view touches, with overflow checks: it must lie inside the storage.
       int64_t last = offset;
-      for (size_t d = 0; d < size.size(); ++d)
-        if (size[d] > 0) last += (size[d] - 1) * stride[d];
-      bool empty = std::any_of(size.begin(), size.end(), [](int64_t s) { return s == 0; });
+      bool overflow = false;
+      for (size_t d = 0; d < size.size(); ++d) {
+        int64_t step = 0;
+        if (size[d] > 0) overflow |= __builtin_mul_overflow(size[d] - 1, stride[d], &step) ||
+                                     __builtin_add_overflow(last, step, &last);
+      }
+      int64_t numel = 1;
+      for (int64_t s : size) overflow |= __builtin_mul_overflow(numel, s, &numel);
+      if (overflow) fail("tensor rebuild: size/stride overflow");
+      bool empty = numel == 0;
       if (!empty && last >= storage.numel()) fail("tensor view past the end of its storage");
       auto v = make(Value::Kind::Tensor);
       v->tensor = empty ? at::empty(size, storage.options()) : storage.as_strided(size, stride, offset);

@@ -352,7 +352,9 @@ LogitsProcessor EncoderNoRepeatNGramLogitsProcessor(int64_t encoder_ngram_size, 
 LogitsProcessor SequenceBiasLogitsProcessor(std::vector<std::pair<std::vector<int64_t>, double>> sequence_bias_in) {
   // A dict in transformers: a repeated key keeps its first position and its last value.
   std::vector<std::pair<std::vector<int64_t>, double>> sequence_bias;
-  for (auto& [ids, bias] : sequence_bias_in) {
+  for (auto& entry : sequence_bias_in) {
+    const auto& ids = entry.first;
+    const double bias = entry.second;
     auto it = std::find_if(sequence_bias.begin(), sequence_bias.end(), [&](const auto& e) { return e.first == ids; });
     if (it != sequence_bias.end()) it->second = bias;
     else sequence_bias.emplace_back(ids, bias);

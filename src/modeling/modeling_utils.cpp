@@ -369,7 +369,8 @@ LoadingInfo PreTrainedModel::load_state_dict(const std::vector<std::pair<std::st
   // Tied groups: a key missing because its twin was loaded is not missing.
   std::map<const void*, std::vector<std::string>> groups;
   for (const auto& [k, t] : model_state) groups[t.unsafeGetTensorImpl()].push_back(to_ckpt(k));
-  for (const auto& [id, names] : groups) {
+  for (const auto& group : groups) {
+    const std::vector<std::string>& names = group.second;
     if (names.size() < 2) continue;
     size_t missing_in_group = std::count_if(names.begin(), names.end(), [&](const std::string& n) {
       return std::find(info.missing_keys.begin(), info.missing_keys.end(), n) != info.missing_keys.end();

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <queue>
 
+#include "tokenizers/component_config.h"
 #include "tokenizers/unicode.h"
 
 namespace transformers::tokenizers {
@@ -218,7 +219,7 @@ std::unique_ptr<Model> build_bpe(const json& config) {
     if (p != 0.0) throw TokenizerError("BPE model: dropout " + dropout.dump() + " is random and not supported");
   }
   BPE::Vocab vocab;
-  for (const auto& [token, id] : config.at("vocab").items()) vocab.emplace(token, id.get<uint32_t>());
+  for (const auto& [token, id] : config.at("vocab").items()) vocab.emplace(token, json_uint<uint32_t>(id, "vocab id of '" + token + "'"));
 
   BpeOptions options;
   options.unk_token = optional_string(config, "unk_token");

@@ -19,6 +19,17 @@ std::string string_or(const json& config, const char* key, const std::string& fa
 // A "char" field of tokenizers (Metaspace replacement, Strip content): exactly one character.
 char32_t single_char(const json& config, const char* key, const std::string& stage);
 
+// A non-negative integer field that fits T (ids, lengths): anything else (a float, a negative or huge number, a
+// string) is a TokenizerError naming `what`, never a silent cast.
+template <typename T>
+T json_uint(const json& value, const std::string& what) {
+  const bool fits = (value.is_number_unsigned() && value.get<uint64_t>() <= static_cast<uint64_t>(~T(0))) ||
+                    (value.is_number_integer() && !value.is_number_unsigned() && value.get<int64_t>() >= 0 &&
+                     static_cast<uint64_t>(value.get<int64_t>()) <= static_cast<uint64_t>(~T(0)));
+  if (!fits) throw TokenizerError(what + " must be a non-negative integer, got " + value.dump());
+  return static_cast<T>(value.get<uint64_t>());
+}
+
 template <typename Base>
 using ComponentBuilder = std::unique_ptr<Base> (*)(const json& config);
 

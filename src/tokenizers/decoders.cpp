@@ -3,6 +3,7 @@
 #include <optional>
 #include <utility>
 
+#include "tokenizers/component_config.h"
 #include "tokenizers/normalized_string.h"
 #include "tokenizers/normalizers.h"
 #include "tokenizers/pre_tokenizers.h"
@@ -266,8 +267,8 @@ std::unique_ptr<Decoder> build_byte_fallback(const json&) { return std::make_uni
 std::unique_ptr<Decoder> build_fuse(const json&) { return std::make_unique<Fuse>(); }
 
 std::unique_ptr<Decoder> build_strip(const json& config) {
-  return std::make_unique<Strip>(single_char(config, "content", "decoder Strip"), config.at("start").get<size_t>(),
-                                 config.at("stop").get<size_t>());
+  return std::make_unique<Strip>(single_char(config, "content", "decoder Strip"), json_uint<size_t>(config.at("start"), "decoder Strip start"),
+                                 json_uint<size_t>(config.at("stop"), "decoder Strip stop"));
 }
 
 std::unique_ptr<Decoder> build_metaspace(const json& config) {

@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include "tokenizers/component_config.h"
 #include "tokenizers/unicode.h"
 
 namespace transformers::tokenizers {
@@ -364,13 +365,13 @@ TemplateProcessing::Piece read_piece(const json& config) {
     if (id != "A" && id != "B") throw TokenizerError("TemplateProcessing: unknown sequence id '" + id + "'");
     piece.is_sequence = true;
     piece.sequence = id == "B" ? 1 : 0;
-    piece.type_id = sequence.at("type_id").get<uint32_t>();
+    piece.type_id = json_uint<uint32_t>(sequence.at("type_id"), "type_id");
     return piece;
   }
   if (config.contains("SpecialToken")) {
     const json& special = config.at("SpecialToken");
     piece.special_token = special.at("id").get<std::string>();
-    piece.type_id = special.at("type_id").get<uint32_t>();
+    piece.type_id = json_uint<uint32_t>(special.at("type_id"), "type_id");
     return piece;
   }
   throw TokenizerError("TemplateProcessing: cannot read template piece " + config.dump());
@@ -433,7 +434,7 @@ SpecialToken read_special(const json& config, const char* key, const std::string
   if (!value.is_array() || value.size() != 2) {
     throw TokenizerError(stage + ": \"" + key + "\" must be [token, id], got " + value.dump());
   }
-  return {value.at(0).get<std::string>(), value.at(1).get<uint32_t>()};
+  return {value.at(0).get<std::string>(), json_uint<uint32_t>(value.at(1), "special token id")};
 }
 
 std::unique_ptr<PostProcessor> build_bert_processing(const json& config) {

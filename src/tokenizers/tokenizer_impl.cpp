@@ -6,6 +6,7 @@
 #include <sstream>
 #include <utility>
 
+#include "tokenizers/component_config.h"
 #include "tokenizers/unicode.h"
 
 namespace transformers {
@@ -248,8 +249,8 @@ TruncationParams read_truncation(const json& config) {
   const std::string direction = string_or(config, "direction", "Right");
   if (direction != "Left" && direction != "Right") throw TokenizerError("truncation: unknown direction '" + direction + "'");
   params.direction = direction == "Left" ? TruncationDirection::Left : TruncationDirection::Right;
-  params.max_length = config.value("max_length", json(512)).get<size_t>();
-  params.stride = config.value("stride", json(0)).get<size_t>();
+  params.max_length = json_uint<size_t>(config.value("max_length", json(512)), "truncation max_length");
+  params.stride = json_uint<size_t>(config.value("stride", json(0)), "truncation stride");
   const std::string strategy = string_or(config, "strategy", "LongestFirst");
   if (strategy == "LongestFirst") {
     params.strategy = TruncationStrategy::LongestFirst;
@@ -267,16 +268,16 @@ PaddingParams read_padding(const json& config) {
   PaddingParams params;
   const json strategy = config.value("strategy", json("BatchLongest"));
   if (strategy.is_object() && strategy.contains("Fixed")) {
-    params.fixed = strategy.at("Fixed").get<size_t>();
+    params.fixed = json_uint<size_t>(strategy.at("Fixed"), "padding Fixed length");
   } else if (!(strategy.is_string() && strategy.get<std::string>() == "BatchLongest")) {
     throw TokenizerError("padding: unknown strategy " + strategy.dump());
   }
   const std::string direction = string_or(config, "direction", "Right");
   if (direction != "Left" && direction != "Right") throw TokenizerError("padding: unknown direction '" + direction + "'");
   params.direction = direction == "Left" ? PaddingDirection::Left : PaddingDirection::Right;
-  if (const json m = config.value("pad_to_multiple_of", json()); !m.is_null()) params.pad_to_multiple_of = m.get<size_t>();
-  params.pad_id = config.value("pad_id", json(0)).get<uint32_t>();
-  params.pad_type_id = config.value("pad_type_id", json(0)).get<uint32_t>();
+  if (const json m = config.value("pad_to_multiple_of", json()); !m.is_null()) params.pad_to_multiple_of = json_uint<size_t>(m, "pad_to_multiple_of");
+  params.pad_id = json_uint<uint32_t>(config.value("pad_id", json(0)), "pad_id");
+  params.pad_type_id = json_uint<uint32_t>(config.value("pad_type_id", json(0)), "pad_type_id");
   params.pad_token = string_or(config, "pad_token", "[PAD]");
   return params;
 }

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "tokenizers/component_config.h"
 #include "tokenizers/unicode.h"
 
 namespace transformers::tokenizers {
@@ -141,7 +142,7 @@ std::unique_ptr<Model> build_unigram(const json& config) {
     vocab.emplace_back(entry.at(0).get<std::string>(), entry.at(1).get<double>());
   }
   std::optional<uint32_t> unk_id;
-  if (config.contains("unk_id") && !config.at("unk_id").is_null()) unk_id = config.at("unk_id").get<uint32_t>();
+  if (config.contains("unk_id") && !config.at("unk_id").is_null()) unk_id = json_uint<uint32_t>(config.at("unk_id"), "unk_id");
   return std::make_unique<Unigram>(std::move(vocab), unk_id, bool_or(config, "byte_fallback", false));
 }
 
@@ -152,7 +153,7 @@ std::unordered_map<std::string, uint32_t> read_vocab(const json& config, const s
     throw TokenizerError(model + " model: missing \"vocab\" (an object token -> id)");
   }
   std::unordered_map<std::string, uint32_t> vocab;
-  for (const auto& [token, id] : config.at("vocab").items()) vocab.emplace(token, id.get<uint32_t>());
+  for (const auto& [token, id] : config.at("vocab").items()) vocab.emplace(token, json_uint<uint32_t>(id, "vocab id of '" + token + "'"));
   return vocab;
 }
 
@@ -238,7 +239,7 @@ class WordLevel : public VocabModel {
 std::unique_ptr<Model> build_wordpiece(const json& config) {
   return std::make_unique<WordPiece>(read_vocab(config, "WordPiece"), string_or(config, "unk_token", "[UNK]"),
                                      string_or(config, "continuing_subword_prefix", "##"),
-                                     config.value("max_input_chars_per_word", json(100)).get<size_t>());
+                                     json_uint<size_t>(config.value("max_input_chars_per_word", json(100)), "max_input_chars_per_word"));
 }
 
 std::unique_ptr<Model> build_wordlevel(const json& config) {
