@@ -42,19 +42,20 @@ bench: build
 clean:
 	rm -rf $(BUILD_DIR)
 
-# Reliability (README "Reliability"): libFuzzer targets under ASan+UBSan, built with clang in their own folder,
-# each run FUZZ_SECONDS on its seed corpus; and the whole test suite under ASan+UBSan.
+# Reliability (README "Reliability"): one clang build folder with ASan+UBSan and libFuzzer coverage, for the fuzz
+# targets (each run FUZZ_SECONDS on its seed corpus) and for the whole test suite.
 FUZZ_SECONDS ?= 60
-fuzz-build:
+build-fuzz/build.ninja:
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES) clang"
-	CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTFCPP_FUZZ=ON -DTFCPP_BUILD_TESTS=OFF
+	CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTFCPP_FUZZ=ON -DTFCPP_BUILD_TESTS=ON
+
+fuzz-build: build-fuzz/build.ninja
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_all
 
 fuzz: fuzz-build
 	fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
-test-asan: deps
-	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTFCPP_SANITIZE=ON
-	cmake --build build-asan -j $(JOBS)
-	cd build-asan && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+test-asan: build-fuzz/build.ninja
+	cmake --build build-fuzz -j $(JOBS) --target transformers_tests tfcpp
+	cd build-fuzz && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)

@@ -51,12 +51,13 @@ std::string read_all(const std::string& path) {
 std::string base64_decode(const std::string& in) {
   static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
-  int val = 0, bits = -8;
+  uint32_t val = 0;  // only the low bits matter: unsigned, so shifting out the old ones is defined (UBSan)
+  int bits = -8;
   for (char c : in) {
     if (c == '=') break;
     auto pos = chars.find(c);
     if (pos == std::string::npos) continue;
-    val = (val << 6) + static_cast<int>(pos);
+    val = (val << 6) + static_cast<uint32_t>(pos);
     bits += 6;
     if (bits >= 0) {
       out += static_cast<char>((val >> bits) & 0xFF);
