@@ -148,7 +148,11 @@ void PretrainedConfig::from_dict(json dict, const std::string& source) {
     }
     label2id.clear();
     if (dict.contains("label2id") && dict["label2id"].is_object()) {
-      for (const auto& [k, val] : dict["label2id"].items()) label2id[k] = val.get<int64_t>();
+      for (const auto& [k, val] : dict["label2id"].items()) {
+        if (!val.is_number_integer())  // found by fuzz_config: a string here escaped as a raw JSON type_error
+          throw ConfigError(source + ": key 'label2id' entry '" + k + "' must map a label to an integer");
+        label2id[k] = val.get<int64_t>();
+      }
     } else {
       for (const auto& [i, l] : id2label) label2id[l] = i;
     }
