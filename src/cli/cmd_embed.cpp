@@ -32,45 +32,6 @@ struct EmbedOptions {
   bool normalize = false, as_json = false;
 };
 
-// "5 17 33" (spaces or commas) -> non-negative integers; ValueError naming the bad token.
-std::vector<int64_t> parse_int_list(const std::string& spec, const char* option) {
-  std::string normalized = spec;
-  std::replace(normalized.begin(), normalized.end(), ',', ' ');
-  std::istringstream in(normalized);
-  std::vector<int64_t> values;
-  std::string token;
-  while (in >> token) {
-    size_t used = 0;
-    int64_t value = 0;
-    try {
-      value = std::stoll(token, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != token.size() || value < 0) throw ValueError(fmt::format("{}: '{}' is not a valid value", option, token));
-    values.push_back(value);
-  }
-  if (values.empty()) throw ValueError(fmt::format("{} is empty", option));
-  return values;
-}
-
-// Whether the tokenizer's output includes token_type_ids (transformers: the tokenizer class's model_input_names,
-// which tokenizer_config.json may override): "model_input_names" when given, else BERT-like configs only
-// (type_vocab_size). GPT-2 style models would otherwise embed the all-zero ids as tokens.
-bool returns_token_type_ids(const std::string& dir, const PretrainedConfig& config) {
-  fs::path path = fs::path(dir) / "tokenizer_config.json";
-  if (fs::exists(path)) {
-    json tokenizer_config = read_json_file(path.string(), "tokenizer config");
-    if (tokenizer_config.is_object() && tokenizer_config.contains("model_input_names") &&
-        tokenizer_config["model_input_names"].is_array()) {
-      for (const auto& name : tokenizer_config["model_input_names"])
-        if (name == "token_type_ids") return true;
-      return false;
-    }
-  }
-  return config.get("type_vocab_size").is_number_integer();
-}
-
 int run_embed(EmbedOptions opt, const CLI::App* cmd) {
   if (opt.ids.empty() == opt.text.empty()) {
     std::fprintf(stderr, "error: embed needs exactly one of --ids or --text\n%s", cmd->help().c_str());
@@ -96,11 +57,11 @@ int run_embed(EmbedOptions opt, const CLI::App* cmd) {
     type_ids = encoding.type_ids;
     attention_mask = encoding.attention_mask;
   } else {
-    ids = parse_int_list(opt.ids, "--ids");
+    ids = parse_id_list(opt.ids, "--ids");
     attention_mask.assign(ids.size(), 1);
   }
-  if (!opt.type_ids.empty()) type_ids = parse_int_list(opt.type_ids, "--type-ids");
-  if (!opt.mask.empty()) attention_mask = parse_int_list(opt.mask, "--attention-mask");
+  if (!opt.type_ids.empty()) type_ids = parse_id_list(opt.type_ids, "--type-ids");
+  if (!opt.mask.empty()) attention_mask = parse_id_list(opt.mask, "--attention-mask");
   if (!type_ids.empty() && type_ids.size() != ids.size())
     throw ValueError(fmt::format("--type-ids has {} values for {} tokens", type_ids.size(), ids.size()));
   if (attention_mask.size() != ids.size())

@@ -14,10 +14,12 @@
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -25,6 +27,41 @@ using Clock = std::chrono::steady_clock;
 namespace tfcpp {
 
 using namespace transformers;
+
+std::vector<int64_t> parse_id_list(const std::string& spec, const char* option) {
+  std::string normalized = spec;
+  std::replace(normalized.begin(), normalized.end(), ',', ' ');
+  std::istringstream in(normalized);
+  std::vector<int64_t> ids;
+  std::string token;
+  while (in >> token) {
+    size_t used = 0;
+    int64_t value = 0;
+    try {
+      value = std::stoll(token, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != token.size() || value < 0) throw ValueError(fmt::format("{}: '{}' is not a token id", option, token));
+    ids.push_back(value);
+  }
+  if (ids.empty()) throw ValueError(fmt::format("{} is empty: give token ids such as \"0 92 28 2\"", option));
+  return ids;
+}
+
+bool returns_token_type_ids(const std::string& dir, const PretrainedConfig& config) {
+  fs::path path = fs::path(dir) / "tokenizer_config.json";
+  if (fs::exists(path)) {
+    json tokenizer_config = read_json_file(path.string(), "tokenizer config");
+    if (tokenizer_config.is_object() && tokenizer_config.contains("model_input_names") &&
+        tokenizer_config["model_input_names"].is_array()) {
+      for (const auto& name : tokenizer_config["model_input_names"])
+        if (name == "token_type_ids") return true;
+      return false;
+    }
+  }
+  return config.get("type_vocab_size").is_number_integer();
+}
 
 namespace {
 

@@ -31,6 +31,14 @@ std::string resolve_model_arg(const std::string& model, const std::string& varia
 // Sets libtorch/OpenBLAS threads (0 = default) and prints the runtime's warning, if any.
 void setup_threads(int threads);
 
+// "5 17 33" (spaces or commas) -> non-negative integers, for --ids and friends; ValueError naming `option` and the bad
+// token, or an empty list.
+std::vector<int64_t> parse_id_list(const std::string& spec, const char* option);
+// Whether the folder's tokenizer returns token_type_ids (transformers: the tokenizer class's model_input_names, which
+// tokenizer_config.json may override): "model_input_names" when given, else BERT-like configs only
+// (type_vocab_size). GPT-2 style models would otherwise embed the all-zero ids as tokens.
+bool returns_token_type_ids(const std::string& dir, const transformers::PretrainedConfig& config);
+
 // `setup` adds the subcommand's options and returns what to run when it was the one parsed.
 using CommandSetup = std::function<std::function<int()>(CLI::App* cmd)>;
 bool register_command(const std::string& name, const std::string& description, CommandSetup setup);
