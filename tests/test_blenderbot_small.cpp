@@ -26,10 +26,6 @@ std::string case_name(const std::string& dir) {
   return n;
 }
 
-std::shared_ptr<PreTrainedModel> load_case_model(const std::string& dir, const json& expected) {
-  return model_from_pretrained(dir + "/model", expected["class"].get<std::string>());
-}
-
 // ---- Forward parity: every tensor of expected.safetensors but generate.* and aux.* ----
 
 class BlenderbotSmallParity : public ::testing::TestWithParam<std::string> {};
@@ -63,59 +59,12 @@ INSTANTIATE_TEST_SUITE_P(BlenderbotSmall, BlenderbotSmallParity,
 // ---- generate() parity: ids, sequences_scores, and every generate.NAME.* tensor (scores, beam_indices, per-step
 // attentions and hidden states) through run_generate_case, the path of `tfcpp generate --inputs` ----
 
-struct GenerateParam {
-  std::string dir, entry;
-};
+class BlenderbotSmallGenerate : public ::testing::TestWithParam<GenerateCase> {};
 
-std::vector<GenerateParam> generate_entries() {
-  std::vector<GenerateParam> out;
-  for (const auto& dir : fixture_cases("blenderbot-small-"))
-    for (const auto& entry : read_json(dir + "/inputs.json").value("generate", json::array()))
-      out.push_back({dir, entry.at("name").get<std::string>()});
-  return out;
-}
+TEST_P(BlenderbotSmallGenerate, MatchesTransformers) { expect_generate_entry_matches(GetParam()); }
 
-class BlenderbotSmallGenerate : public ::testing::TestWithParam<GenerateParam> {};
-
-TEST_P(BlenderbotSmallGenerate, MatchesTransformers) {
-  const auto& p = GetParam();
-  json expected = read_json(p.dir + "/expected.json");
-  auto model = load_case_model(p.dir, expected);
-  GenerateOutput out = run_generate_case(*model, read_case_inputs(p.dir + "/inputs.json"), p.entry);
-  const json& want = expected["generate"][p.entry];
-  double atol = expected["tolerance"]["atol"].get<double>(), rtol = expected["tolerance"]["rtol"].get<double>();
-
-  EXPECT_EQ(tensor_to_json(out.sequences), want["ids"]) << "sequences\n" << out.sequences;
-  if (want.contains("sequences_scores")) {
-    ASSERT_TRUE(out.sequences_scores.defined());
-    at::Tensor ref = at::tensor(want["sequences_scores"].get<std::vector<double>>(), at::kDouble);
-    EXPECT_TRUE(tensors_close("sequences_scores", out.sequences_scores, ref, atol, rtol));
-  }
-  auto produced = out.named_tensors();
-  std::map<std::string, at::Tensor> actual(produced.begin(), produced.end());
-  const std::string prefix = "generate." + p.entry + ".";
-  int compared = 0;
-  for (const auto& [name, ref] : read_tensors(p.dir + "/expected.safetensors")) {
-    if (name.rfind(prefix, 0) != 0) continue;
-    std::string field = name.substr(prefix.size());
-    ASSERT_TRUE(actual.count(field)) << field << " not produced";
-    if (ref.scalar_type() == at::kLong) {
-      EXPECT_TRUE(actual[field].equal(ref)) << field << "\ngot\n" << actual[field] << "\nwant\n" << ref;
-    } else {
-      // Scores hold -inf where processors banned tokens: compare with equal_nan/infinities matching.
-      at::Tensor a = actual[field].to(at::kDouble), e = ref.to(at::kDouble);
-      ASSERT_EQ(a.sizes(), e.sizes()) << field;
-      bool close = at::isclose(a, e, rtol, atol, /*equal_nan=*/true).all().item<bool>();
-      at::Tensor finite = at::isfinite(e);
-      double diff = finite.any().item<bool>() ? (a - e).abs().masked_select(finite).max().item<double>() : 0.0;
-      EXPECT_TRUE(close) << field << " max|diff| " << diff;
-    }
-    ++compared;
-  }
-  EXPECT_GT(compared, 0);
-}
-
-INSTANTIATE_TEST_SUITE_P(BlenderbotSmall, BlenderbotSmallGenerate, ::testing::ValuesIn(generate_entries()),
+INSTANTIATE_TEST_SUITE_P(BlenderbotSmall, BlenderbotSmallGenerate,
+                         ::testing::ValuesIn(generate_cases(fixture_cases("blenderbot-small-"))),
                          [](const auto& info) { return case_name(info.param.dir) + "_" + info.param.entry; });
 
 // ---- Hand-made checks on tiny random models ----

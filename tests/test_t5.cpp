@@ -33,18 +33,6 @@ std::vector<std::string> t5_cases() {
   return out;
 }
 
-// Loads the case's model; a case with "prune_heads" describes the outputs after pruning the loaded checkpoint.
-std::shared_ptr<PreTrainedModel> load_case_model(const std::string& dir, const json& expected) {
-  auto model = model_from_pretrained(dir + "/model", expected["class"].get<std::string>());
-  if (expected.contains("prune_heads")) {
-    std::map<int64_t, std::vector<int64_t>> heads;
-    for (const auto& [layer, list] : expected["prune_heads"].items())
-      heads[std::stoll(layer)] = list.get<std::vector<int64_t>>();
-    model->prune_heads(heads);
-  }
-  return model;
-}
-
 void expect_matches_reference(const std::vector<std::pair<std::string, at::Tensor>>& outputs, const std::string& dir,
                               const json& expected) {
   std::map<std::string, at::Tensor> actual(outputs.begin(), outputs.end());
@@ -79,58 +67,11 @@ INSTANTIATE_TEST_SUITE_P(T5, T5Parity, ::testing::ValuesIn(t5_cases()),
 
 // ---- generate() parity: ids, sequences_scores and every generate.NAME.* tensor ----
 
-struct GenerateParam {
-  std::string dir, entry;
-};
+class T5Generate : public ::testing::TestWithParam<GenerateCase> {};
 
-std::vector<GenerateParam> generate_entries() {
-  std::vector<GenerateParam> out;
-  for (const auto& dir : t5_cases())
-    for (const auto& entry : read_json(dir + "/inputs.json").value("generate", json::array()))
-      out.push_back({dir, entry.at("name").get<std::string>()});
-  return out;
-}
+TEST_P(T5Generate, MatchesTransformers) { expect_generate_entry_matches(GetParam()); }
 
-class T5Generate : public ::testing::TestWithParam<GenerateParam> {};
-
-TEST_P(T5Generate, MatchesTransformers) {
-  const auto& p = GetParam();
-  json expected = read_json(p.dir + "/expected.json");
-  auto model = load_case_model(p.dir, expected);
-  GenerateOutput out = run_generate_case(*model, read_case_inputs(p.dir + "/inputs.json"), p.entry);
-  const json& want = expected["generate"][p.entry];
-  double atol = expected["tolerance"]["atol"].get<double>(), rtol = expected["tolerance"]["rtol"].get<double>();
-
-  EXPECT_EQ(tensor_to_json(out.sequences), want["ids"]) << "sequences\n" << out.sequences;
-  if (want.contains("sequences_scores")) {
-    ASSERT_TRUE(out.sequences_scores.defined());
-    at::Tensor ref = at::tensor(want["sequences_scores"].get<std::vector<double>>(), at::kDouble);
-    EXPECT_TRUE(tensors_close("sequences_scores", out.sequences_scores, ref, atol, rtol));
-  }
-  auto produced = out.named_tensors();
-  std::map<std::string, at::Tensor> actual(produced.begin(), produced.end());
-  const std::string prefix = "generate." + p.entry + ".";
-  int compared = 0;
-  for (const auto& [name, ref] : read_tensors(p.dir + "/expected.safetensors")) {
-    if (name.rfind(prefix, 0) != 0) continue;
-    std::string field = name.substr(prefix.size());
-    ASSERT_TRUE(actual.count(field)) << field << " not produced";
-    if (ref.scalar_type() == at::kLong) {
-      EXPECT_TRUE(actual[field].equal(ref)) << field << "\ngot\n" << actual[field] << "\nwant\n" << ref;
-    } else {
-      at::Tensor a = actual[field].to(at::kDouble), e = ref.to(at::kDouble);
-      ASSERT_EQ(a.sizes(), e.sizes()) << field;
-      bool close = at::isclose(a, e, rtol, atol, /*equal_nan=*/true).all().item<bool>();
-      at::Tensor finite = at::isfinite(e);
-      double diff = finite.any().item<bool>() ? (a - e).abs().masked_select(finite).max().item<double>() : 0.0;
-      EXPECT_TRUE(close) << field << " max|diff| " << diff;
-    }
-    ++compared;
-  }
-  EXPECT_GT(compared, 0);
-}
-
-INSTANTIATE_TEST_SUITE_P(T5, T5Generate, ::testing::ValuesIn(generate_entries()),
+INSTANTIATE_TEST_SUITE_P(T5, T5Generate, ::testing::ValuesIn(generate_cases(t5_cases())),
                          [](const auto& info) { return case_name(info.param.dir) + "_" + info.param.entry; });
 
 std::string extra_case(const std::string& name) { return source_dir() + "/tests/fixtures/hf/" + name; }

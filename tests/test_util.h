@@ -11,6 +11,10 @@
 #include <random>
 #include <string>
 
+namespace transformers {
+class PreTrainedModel;
+}
+
 namespace tfcpp_test {
 
 inline std::string source_dir() { return TFCPP_SOURCE_DIR; }
@@ -63,6 +67,21 @@ inline std::map<std::string, at::Tensor> read_tensors(const std::string& path) {
 
 // Case folders whose name starts with `prefix`, in ../shared/fixtures/hf and in the repo's tests/fixtures/hf.
 std::vector<std::string> fixture_cases(const std::string& prefix);
+
+// The case's model (expected.json "class"); a case with "prune_heads" describes the outputs after pruning the
+// loaded checkpoint, so those heads are pruned.
+std::shared_ptr<transformers::PreTrainedModel> load_case_model(const std::string& dir, const transformers::json& expected);
+
+// One generate entry of a fixture case (inputs.json "generate": [{"name": ...}]).
+struct GenerateCase {
+  std::string dir, entry;
+};
+// Every generate entry of every case folder in `dirs`.
+std::vector<GenerateCase> generate_cases(const std::vector<std::string>& dirs);
+// Runs the entry through run_generate_case (the path of `tfcpp generate --inputs`) and checks, against
+// expected.json / expected.safetensors: the ids, sequences_scores, and every generate.ENTRY.* tensor (scores,
+// beam_indices, per-step attentions and hidden states; -inf where processors banned tokens must match too).
+void expect_generate_entry_matches(const GenerateCase& c);
 
 // Runs a shell command, returns (exit code, stdout).
 std::pair<int, std::string> run_command(const std::string& command);
