@@ -1,10 +1,18 @@
-// Measures a model's prompt processing (pp) and token generation (tg) speed, and beside them, in the same process,
-// the machine's fp32 GEMM rate (OpenBLAS through at::mm) and memory read bandwidth. The model's figures are reported
-// as fractions of those limits: pp against 2·params FLOPs per token, tg against the weight bytes read per token.
+// Measures a model's prompt processing (pp: one forward over N prompt tokens) and token generation (tg: N greedy
+// tokens with the KV cache) as llama-bench does: a warm-up run, then `-r` timed repetitions, tokens/s as mean ±
+// sample stddev, for every combination of threads × precision × test. In the same process, per thread count, it
+// measures the machine's limits: memory read bandwidth (a sum over 256 MB), the fp32 GEMM rate (at::mm 1024³ through
+// OpenBLAS) and the bf16 GEMM rate (at::mm 1024³ through oneDNN). Each row is reported against its roofline: pp as
+// 2·(weights per token) FLOPs per token against the GEMM rate of its compute dtype, tg as the bytes of weights one
+// decode step reads against the read bandwidth.
 #include "bench/bench.h"
 
+#include "cli/commands.h"
 #include "transformers/auto.h"
+#include "transformers/cache_utils.h"
+#include "transformers/errors.h"
 #include "transformers/generation.h"
+#include "transformers/kernels.h"
 #include "transformers/quantization.h"
 #include "transformers/runtime.h"
 
@@ -14,8 +22,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include <time.h>
 
 namespace tfcpp {
 
@@ -24,115 +36,285 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
 template <typename F>
 double best_seconds(int reps, F&& fn) {
   double best = 1e30;
   for (int i = 0; i < reps; ++i) {
     auto start = Clock::now();
     fn();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - start).count());
+    best = std::min(best, seconds_since(start));
   }
   return best;
 }
 
-double sgemm_gflops() {
-  const int64_t n = 1024;
-  at::Tensor a = at::randn({n, n}), b = at::randn({n, n}), c = at::empty({n, n});
-  at::mm_out(c, a, b);
-  double s = best_seconds(5, [&] { at::mm_out(c, a, b); });
-  return 2.0 * n * n * n / s / 1e9;
+struct Stats {
+  double mean = 0, sd = 0;
+  double cpu = 0;  // tokens per second of process CPU time (all threads) over the timed runs
+};
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
 }
 
-double read_bandwidth_gbs() {
-  const int64_t bytes = 256ll << 20;
-  at::Tensor x = at::ones({bytes / 4});
-  volatile float sink = x.sum().item<float>();
-  double s = best_seconds(5, [&] { sink = x.sum().item<float>(); });
-  (void)sink;
-  return bytes / s / 1e9;
+// llama-bench's avg_ts / stdev_ts: tokens/s of every repetition after one untimed warm-up run.
+template <typename F>
+Stats tokens_per_second(int reps, int tokens, F&& fn) {
+  fn();
+  std::vector<double> tps;
+  const double cpu_start = process_cpu_seconds();
+  for (int i = 0; i < std::max(1, reps); ++i) {
+    auto start = Clock::now();
+    fn();
+    tps.push_back(tokens / seconds_since(start));
+  }
+  Stats s;
+  s.cpu = static_cast<double>(tokens) * tps.size() / std::max(1e-9, process_cpu_seconds() - cpu_start);
+  for (double v : tps) s.mean += v;
+  s.mean /= tps.size();
+  if (tps.size() > 1) {
+    for (double v : tps) s.sd += (v - s.mean) * (v - s.mean);
+    s.sd = std::sqrt(s.sd / (tps.size() - 1));
+  }
+  return s;
+}
+
+struct Limits {
+  double read_gbs = 0, sgemm_gflops = 0, bf16_gflops = 0;
+};
+
+Limits measure_limits() {
+  Limits l;
+  {
+    const int64_t bytes = 256ll << 20;
+    at::Tensor x = at::ones({bytes / 4});
+    volatile float sink = x.sum().item<float>();
+    double s = best_seconds(5, [&] { sink = x.sum().item<float>(); });
+    (void)sink;
+    l.read_gbs = bytes / s / 1e9;
+  }
+  const int64_t n = 1024;
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    at::Tensor a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype), c = at::empty({n, n}, a.options());
+    at::mm_out(c, a, b);
+    double s = best_seconds(5, [&] { at::mm_out(c, a, b); });
+    (dtype == at::kFloat ? l.sgemm_gflops : l.bf16_gflops) = 2.0 * n * n * n / s / 1e9;
+  }
+  return l;
+}
+
+std::string canonical_dtype(const std::string& name) {
+  if (name == "f32" || name == "fp32" || name == "float32" || name == "float") return "float32";
+  if (name == "bf16" || name == "bfloat16") return "bfloat16";
+  throw ValueError("tfcpp bench: --dtype takes float32 (f32) or bfloat16 (bf16), got '" + name +
+                   "' (float16 loads compute in float32 on libtorch 1.13's CPU kernels)");
+}
+
+bool has_weight_files(const std::string& dir) {
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (name.find(".safetensors") != std::string::npos || name.find(".bin") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// A folder with only a config.json benchmarks a randomly initialised model of that shape.
+std::shared_ptr<PreTrainedModel> load_model(const BenchOptions& o, const std::string& dir, const std::string& dtype) {
+  std::string cls = o.class_name;
+  if (cls.empty()) cls = class_for_task(AutoConfig::from_pretrained(dir)->model_type(), "causal-lm");
+  if (has_weight_files(dir)) {
+    FromPretrainedOptions load;
+    load.dtype = dtype;
+    load.variant = o.variant;
+    load.attn_implementation = o.attn_implementation;
+    return model_from_pretrained(dir, cls, load);
+  }
+  auto model = model_from_config(AutoConfig::from_pretrained(dir), cls);
+  if (!o.attn_implementation.empty()) model->set_attn_implementation(o.attn_implementation);
+  if (dtype != "float32") model->to(dtype_from_name(dtype));
+  model->eval();
+  model->name_or_path = dir + " (random weights)";
+  return model;
+}
+
+// Bytes of weights one decode step reads: every parameter once (tied tensors once), except an untied input embedding
+// table, of which a step reads one row.
+int64_t bytes_per_token(PreTrainedModel& model) {
+  int64_t bytes = model.get_memory_footprint();
+  auto in = model.get_input_embeddings();
+  auto out = model.get_output_embeddings();
+  if (in && !(out && out->weight.is_same(in->weight))) bytes -= in->weight.numel() * in->weight.element_size();
+  return bytes;
+}
+
+int64_t params_per_token(PreTrainedModel& model) {
+  int64_t params = model.num_parameters();
+  auto in = model.get_input_embeddings();
+  auto out = model.get_output_embeddings();
+  if (in && !(out && out->weight.is_same(in->weight))) params -= in->weight.numel();
+  return params;
+}
+
+std::string model_label(const std::string& name) {
+  std::string label = std::filesystem::path(name).filename().string();
+  if (label.empty()) label = name;
+  return label;
+}
+
+// GEMV alone (the decode bottleneck): our kernels vs libtorch's path for the same weight, GB/s of weight streamed.
+void gemv_table(const std::vector<int>& threads, int reps, std::map<int, Limits>& limits, bool roofline) {
+  fmt::print("\n| gemv [out x in] | weights | threads | kernel | GB/s | fraction of read bandwidth |\n");
+  fmt::print("|---|---|---:|---|---:|---:|\n");
+  for (int t : threads) {
+    init_runtime(t);
+    if (roofline && !limits.count(t)) limits[t] = measure_limits();
+    for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{2048, 768}, {32000, 768}, {4096, 4096}}) {
+      for (auto dtype : {at::kFloat, at::kBFloat16}) {
+        at::Tensor w = at::randn({out, in}).to(dtype), x = at::randn({1, in}).to(dtype);
+        const double bytes = static_cast<double>(w.numel() * w.element_size());
+        auto row = [&](const char* name, auto&& fn) {
+          fn();
+          const double s = best_seconds(std::max(3, reps), fn);
+          const double gbs = bytes / s / 1e9;
+          fmt::print("| {} x {} | {} | {} | {} | {:.1f} | {} |\n", out, in, dtype_name(dtype), t, name, gbs,
+                     roofline ? fmt::format("{:.2f}", gbs / limits[t].read_gbs) : "-");
+        };
+        row(dtype == at::kFloat ? "kernels::gemv (AVX-512)" : "kernels::gemv (vdpbf16ps)",
+            [&] { kernels::gemv(x, w, at::Tensor()); });
+        if (dtype == at::kFloat) row("at::mv (OpenBLAS sgemv)", [&] { at::mv(w, x.view({in})); });
+        row("at::linear", [&] { at::linear(x, w); });
+      }
+    }
+  }
 }
 
 }  // namespace
 
+void add_bench_options(CLI::App* cmd, BenchOptions& o) {
+  cmd->add_option("--model,-m", o.model, "Model folder (or hub id); a folder with only config.json = random weights")
+      ->required();
+  cmd->add_option("--class", o.class_name, "Model class (default: the family's causal-lm class)");
+  cmd->add_option("--variant", o.variant, "Read model.<variant>.safetensors");
+  cmd->add_option("--attn-implementation", o.attn_implementation, "eager | sdpa | flash_attention_2");
+  cmd->add_option("-p,--pp,--n-prompt", o.prompt_tokens, "Prompt lengths, comma-separated (default 128; 0 = none)")
+      ->delimiter(',');
+  cmd->add_option("-n,--tg,--n-gen", o.gen_tokens, "Generated token counts, comma-separated (default 64; 0 = none)")
+      ->delimiter(',');
+  cmd->add_option("-t,--threads", o.threads, "Thread counts, comma-separated (default: physical cores)")->delimiter(',');
+  cmd->add_option("-r,--reps", o.repetitions, "Repetitions after one warm-up run (default 5)");
+  cmd->add_option("--dtype", o.dtypes, "Precisions: float32 (f32), bfloat16 (bf16), comma-separated")->delimiter(',');
+  cmd->add_option("--quantize", o.quantize, "Weight-only int8 | int4 on the float32 model, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"int8", "int4"}));
+  cmd->add_option("--group-size", o.group_size, "int4 group size (default 128)");
+  cmd->add_flag("!--no-roofline", o.roofline, "Skip measuring the machine's bandwidth and GEMM peaks");
+  cmd->add_flag("--gemv", o.gemv, "Also time the one-row GEMV kernels alone (GB/s vs read bandwidth)");
+}
+
 int run_bench(const BenchOptions& options) {
   c10::InferenceMode guard;
-  auto start = Clock::now();
-  FromPretrainedOptions load;
-  load.dtype = options.dtype;
-  std::string cls = options.class_name;
-  if (cls.empty()) cls = class_for_task(AutoConfig::from_pretrained(options.model)->model_type(), "causal-lm");
-  // A folder with only config.json benchmarks a randomly initialised model of that shape (no download needed).
-  bool has_weights = false;
-  for (const auto& entry : std::filesystem::directory_iterator(options.model)) {
-    std::string name = entry.path().filename().string();
-    has_weights |= name.find(".safetensors") != std::string::npos || name.find(".bin") != std::string::npos;
+  const std::string dir = resolve_model_arg(options.model, options.variant);
+  std::vector<std::pair<std::string, std::string>> precisions;  // (dtype, quantization)
+  for (const auto& d : options.dtypes) precisions.emplace_back(canonical_dtype(d), "");
+  for (const auto& q : options.quantize) precisions.emplace_back("float32", q);
+  if (precisions.empty()) precisions.emplace_back("float32", "");
+  std::vector<int> threads = options.threads;
+  if (threads.empty()) threads.push_back(init_runtime().threads);
+  for (int t : threads)
+    if (t <= 0) throw ValueError("tfcpp bench: thread counts must be positive, got " + std::to_string(t));
+
+  std::map<int, Limits> limits;
+  std::vector<std::string> notes;
+  fmt::print("| model | size | params | precision | threads | test | t/s | t/s per CPU-s | roofline | fraction |\n");
+  fmt::print("|---|---:|---:|---|---:|---|---:|---:|---:|---:|\n");
+  std::fflush(stdout);
+  for (const auto& [dtype, quant] : precisions) {
+    auto start = Clock::now();
+    auto model = load_model(options, dir, dtype);
+    const double load_s = seconds_since(start);
+    const int64_t vocab = model->get_input_embeddings()->num_embeddings;
+    const std::string label = model_label(options.model) + (has_weight_files(dir) ? "" : " (random)");
+    if (!quant.empty()) {
+      // Output error of the quantized model vs the float one on a bench-sized prompt.
+      ModelInputs in;
+      in.input_ids = at::randint(3, vocab, {1, std::max(8, options.prompt_tokens.front())}, at::kLong);
+      in.use_cache = false;
+      at::Tensor reference = model->forward(in).logits.to(at::kFloat);
+      const int64_t float_bytes = model->get_memory_footprint();
+      quantize_model(*model, {{"quant_method", "tfcpp_" + quant}, {"group_size", options.group_size}});
+      at::Tensor logits = model->forward(in).logits.to(at::kFloat);
+      const double max_abs = (logits - reference).abs().max().item<double>();
+      notes.push_back(fmt::format(
+          "{}: max|dlogits| {:.4g}, relative {:.4g}, top-1 agreement {:.3f}, weights {:.1f} MB (float {:.1f} MB)",
+          model->quantization_method, max_abs, max_abs / reference.abs().max().item<double>(),
+          logits.argmax(-1).eq(reference.argmax(-1)).to(at::kFloat).mean().item<double>(),
+          model->get_memory_footprint() / 1e6, float_bytes / 1e6));
+    }
+    const int64_t params = model->num_parameters();
+    const int64_t token_bytes = bytes_per_token(*model);
+    const int64_t token_params = params_per_token(*model);
+    const std::string precision = quant.empty() ? dtype : quant + " (" + dtype + " activations)";
+    notes.push_back(fmt::format("{} {}: load {:.3f} s, {:.1f} MB of weights read per decode step", label, precision,
+                                load_s, token_bytes / 1e6));
+    for (int t : threads) {
+      init_runtime(t);
+      if (options.roofline && !limits.count(t)) limits[t] = measure_limits();
+      const Limits& lim = limits[t];
+      const double gemm_peak = dtype == "bfloat16" ? lim.bf16_gflops : lim.sgemm_gflops;
+      for (int p : options.prompt_tokens) {
+        if (p <= 0) continue;
+        at::Tensor prompt = at::randint(3, vocab, {1, p}, at::kLong);
+        Stats s = tokens_per_second(options.repetitions, p, [&] {
+          ModelInputs in;
+          in.input_ids = prompt;
+          in.use_cache = false;
+          model->forward(in);
+        });
+        const double gflops = 2.0 * token_params * s.mean / 1e9;
+        fmt::print("| {} | {:.1f} MB | {:.2f} M | {} | {} | pp{} | {:.2f} ± {:.2f} | {:.2f} | {} | {} |\n", label,
+                   token_bytes / 1e6, params / 1e6, precision, t, p, s.mean, s.sd, s.cpu,
+                   options.roofline ? fmt::format("{:.0f} GFLOP/s", gemm_peak) : "-",
+                   options.roofline ? fmt::format("{:.3f} ({:.1f} GFLOP/s)", gflops / gemm_peak, gflops) : "-");
+        std::fflush(stdout);
+      }
+      for (int n : options.gen_tokens) {
+        if (n <= 0) continue;
+        // As llama-bench's tg: n decode steps of one token with the KV cache from an empty context (the next token
+        // is the argmax; no sampling loop, which `tfcpp generate` adds on top).
+        at::Tensor first = at::randint(3, vocab, {1, 1}, at::kLong);
+        Stats s = tokens_per_second(options.repetitions, n, [&] {
+          auto cache = std::make_shared<DynamicCache>();
+          cache->reserve(n);
+          at::Tensor token = first;
+          for (int i = 0; i < n; ++i) {
+            ModelInputs in;
+            in.input_ids = token;
+            in.past_key_values = cache;
+            in.use_cache = true;
+            token = model->forward(in).logits.select(1, -1).argmax(-1, true);
+          }
+        });
+        const double gbs = static_cast<double>(token_bytes) * s.mean / 1e9;
+        fmt::print("| {} | {:.1f} MB | {:.2f} M | {} | {} | tg{} | {:.2f} ± {:.2f} | {:.2f} | {} | {} |\n", label,
+                   token_bytes / 1e6, params / 1e6, precision, t, n, s.mean, s.sd, s.cpu,
+                   options.roofline ? fmt::format("{:.1f} GB/s", lim.read_gbs) : "-",
+                   options.roofline ? fmt::format("{:.3f} ({:.1f} GB/s)", gbs / lim.read_gbs, gbs) : "-");
+        std::fflush(stdout);
+      }
+    }
   }
-  std::shared_ptr<PreTrainedModel> model;
-  if (has_weights) {
-    model = model_from_pretrained(options.model, cls, load);
-  } else {
-    auto config = AutoConfig::from_pretrained(options.model);
-    model = model_from_config(config, cls);
-    if (!options.dtype.empty() && options.dtype != "auto" && options.dtype != "float32")
-      model->to(dtype_from_name(options.dtype));
-    model->eval();
-    model->name_or_path = options.model + " (random weights)";
-  }
-  double load_s = std::chrono::duration<double>(Clock::now() - start).count();
-
-  const int64_t params = model->num_parameters();
-  const int64_t vocab = model->get_input_embeddings()->num_embeddings;
-  at::Tensor prompt = at::randint(3, vocab, {1, options.prompt_tokens}, at::kLong);
-  std::string quant_report;
-  if (!options.quantize.empty()) {
-    // Output error of the quantized model vs the float one on the bench prompt.
-    ModelInputs in;
-    in.input_ids = prompt;
-    in.use_cache = false;
-    at::Tensor reference = model->forward(in).logits.to(at::kFloat);
-    const int64_t float_bytes = model->get_memory_footprint();
-    quantize_model(*model, {{"quant_method", "tfcpp_" + options.quantize}, {"group_size", options.group_size}});
-    at::Tensor logits = model->forward(in).logits.to(at::kFloat);
-    const double max_abs = (logits - reference).abs().max().item<double>();
-    quant_report = fmt::format(
-        "{}: max|dlogits| {:.4g}, relative {:.4g}, top-1 agreement {:.3f}, weights {:.1f} MB (float {:.1f} MB)\n",
-        model->quantization_method, max_abs, max_abs / reference.abs().max().item<double>(),
-        logits.argmax(-1).eq(reference.argmax(-1)).to(at::kFloat).mean().item<double>(),
-        model->get_memory_footprint() / 1e6, float_bytes / 1e6);
-  }
-  const int64_t weight_bytes = model->get_memory_footprint();
-
-  double pp_s = best_seconds(options.repetitions, [&] {
-    ModelInputs in;
-    in.input_ids = prompt;
-    in.use_cache = false;
-    model->forward(in);
-  });
-  GenerationConfig config = model->generation_config;
-  config.max_new_tokens = options.gen_tokens;
-  config.min_new_tokens = options.gen_tokens;  // no early stop at EOS: a fixed token count
-  config.do_sample = false;
-  at::Tensor one = prompt.narrow(1, 0, 1);
-  double tg_s = best_seconds(options.repetitions, [&] { generate(*model, one, config); });
-
-  double gflops = sgemm_gflops();
-  double gbs = read_bandwidth_gbs();
-  double pp_tps = options.prompt_tokens / pp_s;
-  double tg_tps = options.gen_tokens / tg_s;
-  double pp_gflops = 2.0 * params * pp_tps / 1e9;
-  double tg_gbs = static_cast<double>(weight_bytes) * tg_tps / 1e9;
-
-  fmt::print("| model | params | dtype | threads | test | t/s | achieved | machine limit | fraction |\n");
-  fmt::print("|---|---|---|---|---|---|---|---|---|\n");
-  std::string name = model->name_or_path;
-  std::string dt = dtype_name(model->dtype()) + (options.quantize.empty() ? "" : "+" + options.quantize);
-  int threads = at::get_num_threads();
-  fmt::print("| {} | {:.2f} M | {} | {} | pp{} | {:.1f} | {:.2f} GFLOP/s | {:.1f} GFLOP/s sgemm | {:.3f} |\n", name,
-             params / 1e6, dt, threads, options.prompt_tokens, pp_tps, pp_gflops, gflops, pp_gflops / gflops);
-  fmt::print("| {} | {:.2f} M | {} | {} | tg{} | {:.1f} | {:.2f} GB/s | {:.1f} GB/s read | {:.3f} |\n", name,
-             params / 1e6, dt, threads, options.gen_tokens, tg_tps, tg_gbs, gbs, tg_gbs / gbs);
-  fmt::print("load: {:.3f} s\n", load_s);
-  fmt::print("{}", quant_report);
+  if (options.gemv) gemv_table(threads, options.repetitions, limits, options.roofline);
+  fmt::print("\n");
+  for (const auto& [t, l] : limits)
+    fmt::print("machine, {} thread(s): read {:.1f} GB/s, sgemm {:.1f} GFLOP/s, bf16 gemm {:.1f} GFLOP/s\n", t,
+               l.read_gbs, l.sgemm_gflops, l.bf16_gflops);
+  fmt::print("kernels: {} ({}), OMP_WAIT_POLICY={}, OPENBLAS_CORETYPE={}\n", kernels::enabled() ? "on" : "off",
+             kernels::isa(), std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "unset",
+             std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "unset");
+  for (const auto& note : notes) fmt::print("{}\n", note);
   return 0;
 }
 

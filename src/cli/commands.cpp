@@ -201,15 +201,8 @@ int run_cli(int argc, char** argv) {
 
   // bench
   auto* bench = app.add_subcommand("bench", "Load time, prompt processing and generation speed vs machine limits");
-  LoadFlags bench_flags;
-  bench_flags.add(bench);
   BenchOptions bench_options;
-  bench->add_option("--pp", bench_options.prompt_tokens, "Prompt tokens (default 128)");
-  bench->add_option("--tg", bench_options.gen_tokens, "Generated tokens (default 64)");
-  bench->add_option("--reps,-r", bench_options.repetitions, "Repetitions (default 3)");
-  bench->add_option("--quantize", bench_options.quantize, "Weight-only int8 | int4 (reports error vs float)")
-      ->check(CLI::IsMember({"int8", "int4"}));
-  bench->add_option("--group-size", bench_options.group_size, "int4 group size (default 128)");
+  add_bench_options(bench, bench_options);  // bench/bench.cpp
 
   std::vector<std::pair<CLI::App*, std::function<int()>>> extra_commands;
   for (const auto& command : registry()) {
@@ -227,13 +220,7 @@ int run_cli(int argc, char** argv) {
   if (info->parsed()) return cmd_info(info_flags, info_json);
   for (auto& [sub, run] : extra_commands)
     if (sub->parsed()) return run();
-  if (bench->parsed()) {
-    setup_threads(bench_flags.threads);
-    bench_options.model = bench_flags.model;
-    bench_options.dtype = bench_flags.dtype;
-    bench_options.class_name = bench_flags.class_name;
-    return run_bench(bench_options);
-  }
+  if (bench->parsed()) return run_bench(bench_options);
   return 2;
 }
 

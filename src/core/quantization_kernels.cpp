@@ -4,6 +4,7 @@
 #include "pch.h"
 
 #include "transformers/errors.h"
+#include "transformers/kernels.h"
 #include "transformers/quantization.h"
 
 #include <ATen/ATen.h>
@@ -132,13 +133,18 @@ __attribute__((target("avx512f,avx512bw"))) float dot_u4_avx512(const uint8_t* p
   return hsum(_mm512_add_ps(acc0, acc1)) + dot_u4_scalar(packed, x, i, i1);
 }
 
+// Rows per thread chunk: small weights stay on the calling thread (kernels::min_parallel_bytes, as the float GEMV).
+int64_t gemv_grain(int64_t rows, int64_t row_bytes) {
+  return rows * row_bytes < kernels::min_parallel_bytes() ? rows + 1 : 16;
+}
+
 // y [out] = W x (+ bias) for one fp32 row x [in].
 void gemv_int8(const nn::Linear& l, const float* x, float* y, const float* bias) {
   const int64_t in = l.in_features, out = l.out_features;
   const int8_t* q = l.weight.data_ptr<int8_t>();
   const float* scale = l.weight_scale.data_ptr<float>();
   const bool vec = has_avx512();
-  at::parallel_for(0, out, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, out, gemv_grain(out, in), [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       const float d = vec ? dot_i8_avx512(q + o * in, x, in) : dot_i8_scalar(q + o * in, x, in);
       y[o] = d * scale[o] + (bias ? bias[o] : 0.0f);
@@ -161,7 +167,7 @@ void gemv_int4(const nn::Linear& l, const float* x, float* y, const float* bias)
       xd[c + 16 + j] = x[c + 2 * j + 1];
     }
   const bool vec = has_avx512() && gs % 32 == 0;
-  at::parallel_for(0, out, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, out, gemv_grain(out, row_bytes), [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       const uint8_t* row = packed + o * row_bytes;
       float acc = 0;

@@ -2,6 +2,7 @@
 #include "transformers/cache_utils.h"
 
 #include "transformers/errors.h"
+#include "transformers/kernels.h"
 
 #include <ATen/ATen.h>
 
@@ -33,8 +34,11 @@ std::pair<at::Tensor, at::Tensor> DynamicCache::update(const at::Tensor& key_sta
     layer.keys = grow(layer.keys, key_states);
     layer.values = grow(layer.values, value_states);
   }
-  layer.keys.narrow(2, layer.length, incoming).copy_(key_states);
-  layer.values.narrow(2, layer.length, incoming).copy_(value_states);
+  // Row copies straight into the buffers at inference (kernels.h); a strided copy_ otherwise.
+  if (!kernels::write_cache_rows(layer.keys, layer.length, key_states))
+    layer.keys.narrow(2, layer.length, incoming).copy_(key_states);
+  if (!kernels::write_cache_rows(layer.values, layer.length, value_states))
+    layer.values.narrow(2, layer.length, incoming).copy_(value_states);
   layer.length = needed;
   return {layer.keys.narrow(2, 0, needed), layer.values.narrow(2, 0, needed)};
 }

@@ -93,6 +93,7 @@ class LlamaDecoderLayer : public nn::Module {
   std::shared_ptr<LlamaAttention> self_attn;
   std::shared_ptr<LlamaMLP> mlp;
   std::shared_ptr<LlamaRMSNorm> input_layernorm, post_attention_layernorm;
+  bool pipeline_skip = false;  // another rank's pipeline stage (distributed.h)
 };
 
 class LlamaPreTrainedModel : public PreTrainedModel {

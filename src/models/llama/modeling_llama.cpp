@@ -4,6 +4,7 @@
 #include "transformers/auto.h"
 #include "transformers/errors.h"
 #include "transformers/gradient_checkpointing.h"
+#include "transformers/kernels.h"
 
 #include <ATen/ATen.h>
 
@@ -64,6 +65,11 @@ LlamaRMSNorm::LlamaRMSNorm(int64_t hidden_size, double eps) : variance_epsilon(e
 }
 
 at::Tensor LlamaRMSNorm::forward(const at::Tensor& hidden_states) const {
+  if (tp_forward) return tp_forward(hidden_states);  // a pipeline stage boundary (distributed.h)
+  // Fused kernel (same float32 arithmetic, one pass) for float32 inference.
+  if (kernels::usable(hidden_states) && hidden_states.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+      hidden_states.is_contiguous())
+    return kernels::rms_norm(hidden_states, weight, variance_epsilon);
   auto input_dtype = hidden_states.scalar_type();
   at::Tensor h = hidden_states.to(at::kFloat);
   at::Tensor variance = h.pow(2).mean(-1, true);
@@ -127,6 +133,13 @@ LlamaMLP::LlamaMLP(const LlamaConfig& config)
 }
 
 at::Tensor LlamaMLP::forward(const at::Tensor& x) const {
+  static const nn::Activation silu = nn::get_activation("silu");
+  if (act_fn == silu && kernels::usable(x) && x.scalar_type() == at::kFloat) {
+    at::Tensor gate = gate_proj->forward(x), up = up_proj->forward(x);
+    if (gate.scalar_type() == at::kFloat && up.scalar_type() == at::kFloat && gate.is_contiguous() && up.is_contiguous())
+      return down_proj->forward(kernels::silu_mul(gate, up));
+    return down_proj->forward(act_fn(gate) * up);
+  }
   // pretraining_tp > 1 splits the same products into slices; the sum is the same, so one matmul is used.
   return down_proj->forward(act_fn(gate_proj->forward(x)) * up_proj->forward(x));
 }
@@ -160,27 +173,48 @@ std::pair<at::Tensor, at::Tensor> LlamaAttention::forward(const at::Tensor& hidd
                                                           const at::Tensor& position_ids, Cache* past_key_value,
                                                           bool output_attentions) {
   int64_t bsz = hidden_states.size(0), q_len = hidden_states.size(1);
-  at::Tensor query_states = q_proj->forward(hidden_states).view({bsz, q_len, num_heads, head_dim}).transpose(1, 2);
-  at::Tensor key_states = k_proj->forward(hidden_states).view({bsz, q_len, num_key_value_heads, head_dim}).transpose(1, 2);
-  at::Tensor value_states = v_proj->forward(hidden_states).view({bsz, q_len, num_key_value_heads, head_dim}).transpose(1, 2);
+  // Float32 inference takes the fused kernels (kernels.h): rotary in place on the projections, and for one query
+  // attention straight over the cache (grouped heads read their shared key/value head; no repeat_kv copy).
+  const bool fused = kernels::usable(hidden_states) && hidden_states.scalar_type() == at::kFloat && !output_attentions &&
+                     !is_training() && rotary_emb->scaling_type != "dynamic" && head_dim % 2 == 0;
+  at::Tensor q = q_proj->forward(hidden_states), k = k_proj->forward(hidden_states), v = v_proj->forward(hidden_states);
+  at::Tensor query_states = q.view({bsz, q_len, num_heads, head_dim}).transpose(1, 2);
+  at::Tensor key_states = k.view({bsz, q_len, num_key_value_heads, head_dim}).transpose(1, 2);
+  at::Tensor value_states = v.view({bsz, q_len, num_key_value_heads, head_dim}).transpose(1, 2);
 
-  auto [cos, sin] = rotary_emb->forward(value_states, position_ids);
-  std::tie(query_states, key_states) = apply_rotary_pos_emb(query_states, key_states, cos, sin);
+  // In place for one query only: a prompt keeps the plain path's memory layout for the GEMM-based attention (the
+  // transposed views of an in-place result would take other matmul paths, changing the rounding).
+  if (fused && q_len == 1 && q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat && q.is_contiguous() &&
+      k.is_contiguous() && position_ids.scalar_type() == at::kLong && position_ids.dim() == 2) {
+    kernels::rotary_(q, k, position_ids, rotary_emb->inv_freq, head_dim,
+                     rotary_emb->scaling_type == "linear" ? rotary_emb->scaling_factor : 1.0);
+  } else {
+    auto [cos, sin] = rotary_emb->forward(value_states, position_ids);
+    std::tie(query_states, key_states) = apply_rotary_pos_emb(query_states, key_states, cos, sin);
+  }
 
   if (past_key_value) std::tie(key_states, value_states) = past_key_value->update(key_states, value_states, layer_idx);
+
+  at::Tensor mask;
+  if (attention_mask.defined()) mask = attention_mask.narrow(-1, 0, key_states.size(-2));
+  const double scaling = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const std::string& impl = config->_attn_implementation();
+  if (fused && q_len == 1 && (impl == "eager" || impl == "sdpa") && value_states.scalar_type() == at::kFloat &&
+      key_states.scalar_type() == at::kFloat && key_states.stride(3) == 1 && value_states.stride(3) == 1 &&
+      (!mask.defined() || (mask.dim() == 4 && mask.size(1) == 1 && mask.size(2) == 1)))
+    return {o_proj->forward(kernels::decode_attention(query_states, key_states, value_states, mask, scaling)),
+            at::Tensor()};
 
   key_states = repeat_kv(key_states, num_key_value_groups);
   value_states = repeat_kv(value_states, num_key_value_groups);
 
-  at::Tensor mask;
-  if (attention_mask.defined()) mask = attention_mask.narrow(-1, 0, key_states.size(-2));
   AttentionArgs args;
-  args.scaling = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  args.scaling = scaling;
   args.dropout = attention_dropout;
   args.training = is_training();
   args.output_attentions = output_attentions;
   args.is_causal = true;
-  const AttentionFunction& attention = attention_function(config->_attn_implementation());
+  const AttentionFunction& attention = attention_function(impl);
   auto [attn_output, attn_weights] = attention(query_states, key_states, value_states, mask, args);
 
   attn_output = attn_output.transpose(1, 2).contiguous().reshape({bsz, q_len, hidden_size});
@@ -239,6 +273,33 @@ LlamaModel::LlamaModel(std::shared_ptr<LlamaConfig> config) : LlamaPreTrainedMod
   layers = register_module("layers", std::make_shared<nn::ModuleList<LlamaDecoderLayer>>());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(std::make_shared<LlamaDecoderLayer>(c, i));
   norm = register_module("norm", std::make_shared<LlamaRMSNorm>(c.hidden_size, c.rms_norm_eps));
+  // Tensor parallelism (distributed.h), as later transformers' LlamaConfig.base_model_tp_plan.
+  base_model_tp_plan = {{"embed_tokens", "vocab"},
+                        {"layers.*.self_attn.q_proj", "colwise"},
+                        {"layers.*.self_attn.k_proj", "colwise"},
+                        {"layers.*.self_attn.v_proj", "colwise"},
+                        {"layers.*.self_attn.o_proj", "rowwise"},
+                        {"layers.*.mlp.gate_proj", "colwise"},
+                        {"layers.*.mlp.up_proj", "colwise"},
+                        {"layers.*.mlp.down_proj", "rowwise"}};
+  _tp_attention = {{"layers.*.self_attn", {"k_proj", "v_proj"}, {}, {},
+                    [](torch::nn::Module& m) {
+                      auto& a = dynamic_cast<LlamaAttention&>(m);
+                      return distributed::TPHeads{a.num_heads, a.num_key_value_heads, a.head_dim};
+                    },
+                    [](torch::nn::Module& m, const distributed::TPHeads& h) {
+                      auto& a = dynamic_cast<LlamaAttention&>(m);
+                      a.num_heads = h.num_heads;
+                      a.num_key_value_heads = h.num_kv_heads;
+                      a.num_key_value_groups = h.num_heads / h.num_kv_heads;
+                      a.hidden_size = h.num_heads * h.head_dim;
+                    }}};
+  base_model_pp_plan = {"layers", "embed_tokens", "norm", "",
+                        [](torch::nn::Module& m, bool kept, int64_t cache_index) {
+                          auto& layer = dynamic_cast<LlamaDecoderLayer&>(m);
+                          layer.pipeline_skip = !kept;
+                          if (kept) layer.self_attn->layer_idx = cache_index;
+                        }};
   post_init();
 }
 
@@ -282,6 +343,97 @@ at::Tensor LlamaModel::update_causal_mask(const at::Tensor& attention_mask, cons
   return causal_mask;
 }
 
+namespace {
+
+bool plain_f32_linear(const nn::Linear& l) {
+  return !l.quant_bits && !l.tp_forward && l.weight.scalar_type() == at::kFloat && l.weight.is_contiguous() &&
+         (!l.bias.defined() || (l.bias.scalar_type() == at::kFloat && l.bias.is_contiguous()));
+}
+
+bool plain_f32_norm(const LlamaRMSNorm& n) {
+  return !n.tp_forward && n.weight.scalar_type() == at::kFloat && n.weight.is_contiguous();
+}
+
+// Whether every layer is a plain float32 Llama layer (no quantized / tensor- or pipeline-parallel / offloaded weights,
+// SiLU MLP, no dynamic rope), so a decode step can run as one pass over raw buffers.
+bool fused_decode_supported(const LlamaModel& m) {
+  static const nn::Activation silu = nn::get_activation("silu");
+  if (nn::offload::active_models.load(std::memory_order_relaxed) || !plain_f32_norm(*m.norm)) return false;
+  for (const auto& layer : *m.layers) {
+    if (layer->pipeline_skip || layer->tp_forward) return false;  // pipeline / tensor parallel (distributed.h)
+    const LlamaAttention& a = *layer->self_attn;
+    const LlamaMLP& mlp = *layer->mlp;
+    if (!plain_f32_linear(*a.q_proj) || !plain_f32_linear(*a.k_proj) || !plain_f32_linear(*a.v_proj) ||
+        !plain_f32_linear(*a.o_proj) || !plain_f32_linear(*mlp.gate_proj) || !plain_f32_linear(*mlp.up_proj) ||
+        !plain_f32_linear(*mlp.down_proj) || mlp.act_fn != silu || !plain_f32_norm(*layer->input_layernorm) ||
+        !plain_f32_norm(*layer->post_attention_layernorm) || a.rotary_emb->scaling_type == "dynamic" ||
+        a.head_dim % 2 != 0 || a.rotary_emb->inv_freq.scalar_type() != at::kFloat || a.is_training())
+      return false;
+  }
+  return true;
+}
+
+// One decode step (batch 1, one token) of LlamaDecoderLayer after LlamaDecoderLayer, on raw buffers: the same kernels
+// and order of operations as the module path with kernels on (RMSNorm, q/k/v GEMV, rotary, cache write, attention
+// over the cache, o_proj GEMV added onto the residual, RMSNorm, gate/up GEMV, SiLU·up, down_proj GEMV added onto the
+// residual), without a tensor per intermediate. Returns the final norm's output [1, 1, H].
+at::Tensor fused_decode_step(LlamaModel& m, const at::Tensor& inputs_embeds, int64_t position, Cache& cache,
+                             const at::Tensor& mask) {
+  const int64_t hidden = inputs_embeds.size(-1);
+  at::Tensor residual = inputs_embeds.to(at::kFloat).contiguous().clone();
+  float* h = residual.data_ptr<float>();
+  thread_local std::vector<float> scratch;
+  const float* mask_row = mask.defined() ? mask.data_ptr<float>() : nullptr;
+  const int64_t mask_stride = mask.defined() ? mask.stride(-1) : 0;
+  for (const auto& layer : *m.layers) {
+    LlamaAttention& a = *layer->self_attn;
+    LlamaMLP& mlp = *layer->mlp;
+    const int64_t hq = a.num_heads, hk = a.num_key_value_heads, d = a.head_dim;
+    const int64_t inter = mlp.gate_proj->out_features;
+    const size_t need = static_cast<size_t>(hidden + 2 * hq * d + 2 * hk * d + 2 * inter + d);
+    if (scratch.size() < need) scratch.resize(need);
+    float* x = scratch.data();
+    float* q = x + hidden;
+    float* attn = q + hq * d;
+    float* cos_sin = attn + hq * d;
+    float* gate = cos_sin + d;
+    float* up = gate + inter;
+    at::Tensor k = at::empty({1, hk, 1, d}), v = at::empty({1, hk, 1, d});
+    auto bias = [](const nn::Linear& l) { return l.bias.defined() ? l.bias.data_ptr<float>() : nullptr; };
+    auto gemv = [&](const nn::Linear& l, const float* in, float* out, bool accumulate) {
+      kernels::raw::gemv_f32(l.weight.data_ptr<float>(), in, out, bias(l), l.out_features, l.in_features, accumulate);
+    };
+    const LlamaRMSNorm& n1 = *layer->input_layernorm;
+    kernels::raw::rms_norm_f32(h, n1.weight.data_ptr<float>(), x, hidden, static_cast<float>(n1.variance_epsilon));
+    gemv(*a.q_proj, x, q, false);
+    gemv(*a.k_proj, x, k.data_ptr<float>(), false);
+    gemv(*a.v_proj, x, v.data_ptr<float>(), false);
+    float pos = static_cast<float>(position);
+    if (a.rotary_emb->scaling_type == "linear") pos = pos / static_cast<float>(a.rotary_emb->scaling_factor);
+    kernels::raw::rope_angles(pos, a.rotary_emb->inv_freq.data_ptr<float>(), d / 2, cos_sin);
+    kernels::raw::rotate_heads(q, hq, d, cos_sin);
+    kernels::raw::rotate_heads(k.data_ptr<float>(), hk, d, cos_sin);
+    auto [keys, values] = cache.update(k, v, a.layer_idx);
+    const int64_t t = keys.size(2);
+    kernels::raw::decode_attention_f32(q, hq, hk, d, keys.data_ptr<float>(), keys.stride(1), keys.stride(2),
+                                       values.data_ptr<float>(), values.stride(1), values.stride(2), t, mask_row,
+                                       mask_stride, static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))), attn);
+    gemv(*a.o_proj, attn, h, true);
+    const LlamaRMSNorm& n2 = *layer->post_attention_layernorm;
+    kernels::raw::rms_norm_f32(h, n2.weight.data_ptr<float>(), x, hidden, static_cast<float>(n2.variance_epsilon));
+    gemv(*mlp.gate_proj, x, gate, false);
+    gemv(*mlp.up_proj, x, up, false);
+    kernels::raw::silu_mul_f32(gate, up, gate, inter);
+    gemv(*mlp.down_proj, gate, h, true);
+  }
+  at::Tensor out = at::empty_like(residual);
+  kernels::raw::rms_norm_f32(h, m.norm->weight.data_ptr<float>(), out.data_ptr<float>(), hidden,
+                             static_cast<float>(m.norm->variance_epsilon));
+  return out;
+}
+
+}  // namespace
+
 ModelOutput LlamaModel::forward(const ModelInputs& in) {
   const LlamaConfig& c = cfg();
   bool output_attentions = in.output_attentions.value_or(c.output_attentions);
@@ -308,11 +460,35 @@ ModelOutput LlamaModel::forward(const ModelInputs& in) {
       ? in.cache_position
       : at::arange(past_seen_tokens, past_seen_tokens + inputs_embeds.size(1), at::TensorOptions(at::kLong));
   at::Tensor position_ids = in.position_ids.defined() ? in.position_ids : cache_position.unsqueeze(0);
-  at::Tensor causal_mask = update_causal_mask(in.attention_mask, inputs_embeds, cache_position, past_seen_tokens);
+  // One float32 query at the end of the keys (a decode step): the fused attention needs only the padding part of the
+  // causal mask, [B, 1, 1, Tk] with 0 / lowest (undefined without a mask), built directly instead of the generic way.
+  const std::string& impl = c._attn_implementation();
+  const at::Tensor& mask2d = in.attention_mask;
+  const bool one_query = kernels::usable(inputs_embeds) && inputs_embeds.scalar_type() == at::kFloat &&
+                         inputs_embeds.size(1) == 1 && !output_attentions && (impl == "eager" || impl == "sdpa") &&
+                         cache_position.numel() == 1 && cache_position.scalar_type() == at::kLong &&
+                         (!mask2d.defined() || mask2d.dim() == 2);
+  const bool decode_step =
+      one_query && cache_position.data_ptr<int64_t>()[0] == (mask2d.defined() ? mask2d.size(-1) - 1 : past_seen_tokens);
+  at::Tensor causal_mask;
+  if (decode_step) {
+    if (mask2d.defined()) causal_mask = kernels::decode_mask(mask2d);
+  } else {
+    causal_mask = update_causal_mask(in.attention_mask, inputs_embeds, cache_position, past_seen_tokens);
+  }
 
   ModelOutput out;
+  // A float32 decode step of batch 1 through plain layers: one fused pass (same kernels, no per-op tensors).
+  if (decode_step && use_cache && !output_hidden_states && !checkpointing && inputs_embeds.size(0) == 1 &&
+      position_ids.numel() == 1 && position_ids.scalar_type() == at::kLong && fused_decode_supported(*this)) {
+    out.last_hidden_state = fused_decode_step(*this, inputs_embeds, position_ids.reshape({1}).data_ptr<int64_t>()[0],
+                                              *cache, causal_mask);
+    out.past_key_values = cache;
+    return out;
+  }
   at::Tensor hidden_states = inputs_embeds;
   for (const auto& layer : *layers) {
+    if (layer->pipeline_skip) continue;  // another rank's pipeline stage
     if (output_hidden_states) out.hidden_states.push_back(hidden_states);
     if (checkpointing && !output_attentions) {
       // By value: the recomputation runs in backward, after this frame is gone.
@@ -343,6 +519,8 @@ LlamaForCausalLM::LlamaForCausalLM(std::shared_ptr<LlamaConfig> config) : LlamaP
   _tied_weights_keys = {"lm_head.weight"};
   model = register_module("model", std::make_shared<LlamaModel>(config));
   lm_head = register_module("lm_head", std::make_shared<nn::Linear>(config->hidden_size, config->vocab_size, false));
+  _tp_plan = {{"lm_head", "colwise_rep"}};
+  _pp_plan.head = "lm_head";
   post_init();
 }
 

@@ -1,0 +1,268 @@
+// Fused inference kernels (kernels.h) against their ATen references (odd sizes, vector tails, 1 and 2 threads), and
+// the fast Llama decode path against the plain one on the embedded model and fixture models.
+#include "test_util.h"
+
+#include "transformers/auto.h"
+#include "transformers/generation.h"
+#include "transformers/kernels.h"
+#include "transformers/models/llama.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+#include <limits>
+
+using namespace transformers;
+using namespace tfcpp_test;
+
+namespace {
+
+// Restores the kernel switches and thread count a test changes.
+struct KernelSettings {
+  int threads = at::get_num_threads();
+  int64_t parallel_bytes = kernels::min_parallel_bytes();
+  bool on = kernels::enabled();
+  ~KernelSettings() {
+    at::set_num_threads(threads);
+    kernels::set_min_parallel_bytes(parallel_bytes);
+    kernels::set_enabled(on);
+  }
+};
+
+double rel_err(const at::Tensor& a, const at::Tensor& b) {
+  const double scale = std::max(1e-6, b.to(at::kDouble).abs().max().item<double>());
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
+}
+
+}  // namespace
+
+TEST(KernelsGemv, Float32MatchesLinearAcrossShapesAndThreads) {
+  KernelSettings restore;
+  c10::InferenceMode guard;
+  kernels::set_enabled(true);
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    kernels::set_min_parallel_bytes(threads == 1 ? (1 << 20) : 0);  // 2 threads: split even tiny matrices
+    for (int64_t in : {1, 7, 16, 17, 33, 64, 257}) {
+      for (int64_t out : {1, 3, 4, 5, 64, 131}) {
+        at::Tensor w = at::randn({out, in}), b = at::randn({out}), x = at::randn({1, 1, in});
+        at::Tensor y = kernels::gemv(x, w, b);
+        ASSERT_TRUE(y.defined());
+        EXPECT_EQ(y.sizes(), (std::vector<int64_t>{1, 1, out}));
+        EXPECT_LT(rel_err(y, at::linear(x, w, b)), 1e-5) << in << "x" << out << " threads " << threads;
+        EXPECT_LT(rel_err(kernels::gemv(x.view({in}), w, at::Tensor()), at::mv(w, x.view({in}))), 1e-5);
+      }
+    }
+  }
+}
+
+TEST(KernelsGemv, Bfloat16AndFloat16Weights) {
+  KernelSettings restore;
+  c10::InferenceMode guard;
+  kernels::set_enabled(true);
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    kernels::set_min_parallel_bytes(threads == 1 ? (1 << 20) : 0);
+    for (int64_t in : {5, 31, 32, 33, 100, 768}) {
+      const int64_t out = 37;
+      at::Tensor w = at::randn({out, in}), x = at::randn({1, in}), b = at::randn({out});
+      // bf16 x bf16 with float32 accumulation: the exact products of the rounded values, rounded once to bf16.
+      at::Tensor wb = w.to(at::kBFloat16), xb = x.to(at::kBFloat16);
+      at::Tensor yb = kernels::gemv(xb, wb, b.to(at::kBFloat16));
+      ASSERT_TRUE(yb.defined());
+      EXPECT_EQ(yb.scalar_type(), at::kBFloat16);
+      at::Tensor ref = at::linear(xb.to(at::kFloat), wb.to(at::kFloat), b.to(at::kBFloat16).to(at::kFloat));
+      EXPECT_LT(rel_err(yb, ref), 1.0 / 128) << in << " threads " << threads;
+      // fp16 weights, fp32 activations: converted in the kernel.
+      at::Tensor wh = w.to(at::kHalf);
+      at::Tensor yh = kernels::gemv(x, wh, b);
+      ASSERT_TRUE(yh.defined());
+      EXPECT_LT(rel_err(yh, at::linear(x, wh.to(at::kFloat), b)), 1e-5) << in;
+    }
+  }
+}
+
+TEST(KernelsGemv, DeclinesWhatItDoesNotCover) {
+  KernelSettings restore;
+  c10::InferenceMode guard;
+  kernels::set_enabled(true);
+  at::Tensor w = at::randn({8, 16});
+  EXPECT_FALSE(kernels::gemv(at::randn({2, 16}), w, {}).defined());             // two rows: GEMM, not GEMV
+  EXPECT_FALSE(kernels::gemv(at::randn({1, 16}).to(at::kDouble), w, {}).defined());
+  EXPECT_FALSE(kernels::gemv(at::randn({1, 16}), w.t().contiguous().t(), {}).defined());  // strided weight
+  kernels::set_enabled(false);
+  EXPECT_FALSE(kernels::gemv(at::randn({1, 16}), w, {}).defined());
+}
+
+TEST(KernelsGemv, NotUsedWhenAutogradIsRecording) {
+  KernelSettings restore;
+  kernels::set_enabled(true);
+  at::Tensor w = at::randn({8, 16}).requires_grad_(true);
+  EXPECT_FALSE(kernels::usable(w));
+  EXPECT_FALSE(kernels::gemv(at::randn({1, 16}), w, {}).defined());
+}
+
+TEST(KernelsNorm, RmsNormAndSiluMulMatchAten) {
+  KernelSettings restore;
+  c10::InferenceMode guard;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (int64_t d : {1, 8, 15, 16, 17, 64, 768}) {
+      at::Tensor x = at::randn({3, 5, d}) * 3, w = at::randn({d});
+      const double eps = 1e-5;
+      at::Tensor ref = w * (x * at::rsqrt(x.pow(2).mean(-1, true) + eps));
+      EXPECT_LT(rel_err(kernels::rms_norm(x, w, eps), ref), 1e-5) << d;
+      at::Tensor g = at::randn({2, d}) * 4, u = at::randn({2, d});
+      EXPECT_LT(rel_err(kernels::silu_mul(g, u), at::silu(g) * u), 1e-5) << d;
+    }
+  }
+}
+
+TEST(KernelsRotary, MatchesRotateHalfFormula) {
+  KernelSettings restore;
+  c10::InferenceMode guard;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (double scale : {1.0, 4.0}) {
+      const int64_t b = 2, t = 5, hq = 4, hk = 2, d = 8;
+      at::Tensor q = at::randn({b, t, hq * d}), k = at::randn({b, t, hk * d});
+      at::Tensor inv = 1.0 / at::pow(10000.0, at::arange(0, d, 2, at::kLong).to(at::kFloat) / static_cast<double>(d));
+      at::Tensor pos = at::tensor({3, 4, 5, 6, 7, 0, 1, 1, 2, 9}, at::kLong).view({b, t});
+      at::Tensor freqs = (pos.to(at::kFloat) / scale).unsqueeze(-1) * inv;  // [B, T, D/2]
+      at::Tensor emb = at::cat({freqs, freqs}, -1), cos = emb.cos().unsqueeze(2), sin = emb.sin().unsqueeze(2);
+      auto ref = [&](const at::Tensor& x, int64_t h) {
+        at::Tensor v = x.view({b, t, h, d});
+        at::Tensor rot = at::cat({-v.narrow(-1, d / 2, d / 2), v.narrow(-1, 0, d / 2)}, -1);
+        return (v * cos + rot * sin).view({b, t, h * d});
+      };
+      at::Tensor q_ref = ref(q, hq), k_ref = ref(k, hk);
+      kernels::rotary_(q, k, pos, inv, d, scale);
+      EXPECT_LT(rel_err(q, q_ref), 1e-5);
+      EXPECT_LT(rel_err(k, k_ref), 1e-5);
+      // [1, T] positions broadcast over the batch.
+      at::Tensor q2 = at::randn({b, t, hq * d}), k2 = at::randn({b, t, hk * d});
+      at::Tensor pos1 = at::arange(t, at::kLong).unsqueeze(0);
+      at::Tensor q2_ref = q2.clone(), k2_ref = k2.clone();
+      kernels::rotary_(q2, k2, pos1, inv, d, scale);
+      kernels::rotary_(q2_ref, k2_ref, pos1.expand({b, t}).contiguous(), inv, d, scale);
+      EXPECT_TRUE(q2.equal(q2_ref));
+      EXPECT_TRUE(k2.equal(k2_ref));
+    }
+  }
+}
+
+TEST(KernelsAttention, DecodeAttentionMatchesEagerWithGqaAndPadding) {
+  KernelSettings restore;
+  c10::InferenceMode guard;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (int64_t t : {1, 7, 33}) {
+      for (int64_t d : {5, 8, 64}) {
+        const int64_t b = 2, hq = 6, hk = 2, cap = t + 4;
+        // Keys/values as a cache hands them out: views of the filled part of bigger buffers.
+        at::Tensor kbuf = at::randn({b, hk, cap, d}), vbuf = at::randn({b, hk, cap, d});
+        at::Tensor k = kbuf.narrow(2, 0, t), v = vbuf.narrow(2, 0, t);
+        at::Tensor q = at::randn({b, 1, hq, d}).transpose(1, 2);  // [B, H, 1, D], strided as the attention makes it
+        at::Tensor mask2d = at::ones({b, t}, at::kLong);
+        if (t > 2) mask2d[1][0] = 0, mask2d[1][2] = 0;
+        at::Tensor mask = kernels::decode_mask(mask2d);
+        at::Tensor expected_mask = at::zeros({b, 1, 1, t}).masked_fill_(
+            mask2d.eq(0).view({b, 1, 1, t}), std::numeric_limits<float>::lowest());
+        EXPECT_TRUE(mask.equal(expected_mask));
+        const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+        at::Tensor kr = k.unsqueeze(2).expand({b, hk, hq / hk, t, d}).reshape({b, hq, t, d});
+        at::Tensor vr = v.unsqueeze(2).expand({b, hk, hq / hk, t, d}).reshape({b, hq, t, d});
+        for (bool with_mask : {false, true}) {
+          at::Tensor scores = at::matmul(q, kr.transpose(2, 3)).mul_(scale);
+          if (with_mask) scores = scores + expected_mask;
+          at::Tensor ref = at::matmul(at::softmax(scores, -1), vr).transpose(1, 2).reshape({b, 1, hq * d});
+          at::Tensor out = kernels::decode_attention(q, k, v, with_mask ? mask : at::Tensor(), scale);
+          EXPECT_LT(rel_err(out, ref), 1e-5) << "t " << t << " d " << d << " mask " << with_mask;
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+// Greedy generation with the kernels on and off: the same ids, and per-step logits equal up to float32 rounding.
+// Each run gets a freshly loaded model: dynamic rope keeps the inv_freq of the longest sequence it saw (as
+// transformers does), so a second run on the same module would start from different state.
+void expect_fast_path_matches_plain(const std::string& dir, int64_t new_tokens, bool with_padding) {
+  KernelSettings restore;
+  auto model = AutoModelForCausalLM::from_pretrained(dir);
+  const int64_t vocab = model->get_input_embeddings()->num_embeddings;
+  at::Tensor ids = at::randint(3, vocab, {with_padding ? 2 : 1, 6}, at::kLong);
+  ModelInputs kwargs;
+  if (with_padding) {
+    kwargs.attention_mask = at::ones({2, 6}, at::kLong);
+    kwargs.attention_mask[1][0] = 0;
+    kwargs.attention_mask[1][1] = 0;
+  }
+  GenerationConfig config = model->generation_config;
+  config.max_new_tokens = new_tokens;
+  config.min_new_tokens = new_tokens;
+  config.do_sample = false;
+  config.num_beams = 1;
+  config.output_logits = true;
+  config.return_dict_in_generate = true;
+  if (!config.pad_token_id) config.pad_token_id = 0;
+  kernels::set_enabled(false);
+  GenerateOutput plain = generate(*model, ids, config, kwargs);
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    kernels::set_enabled(true);
+    kernels::set_min_parallel_bytes(threads == 1 ? (1 << 20) : 0);
+    model = AutoModelForCausalLM::from_pretrained(dir);
+    GenerateOutput fast = generate(*model, ids, config, kwargs);
+    EXPECT_TRUE(fast.sequences.equal(plain.sequences)) << dir << " threads " << threads;
+    ASSERT_EQ(fast.logits.size(), plain.logits.size());
+    for (size_t i = 0; i < fast.logits.size(); ++i)
+      EXPECT_LT(rel_err(fast.logits[i], plain.logits[i]), 2e-5) << dir << " step " << i;
+  }
+}
+
+}  // namespace
+
+TEST(KernelsDecode, FastPathMatchesPlainOnEmbeddedModel) {
+  expect_fast_path_matches_plain(source_dir() + "/models/stories260K", 24, false);
+  expect_fast_path_matches_plain(source_dir() + "/models/stories260K", 8, true);
+}
+
+TEST(KernelsDecode, FastPathMatchesPlainOnFixtureModels) {
+  std::vector<std::string> dirs;
+  for (const auto& prefix : {"llama-for-causal-lm", "llama-gqa-linear-rope", "llama-mqa-tied"})
+    for (const auto& dir : fixture_cases(prefix)) dirs.push_back(dir + "/model");
+  ASSERT_GE(dirs.size(), 2u);
+  for (const auto& dir : dirs) {
+    expect_fast_path_matches_plain(dir, 8, false);
+    expect_fast_path_matches_plain(dir, 6, true);
+  }
+}
+
+TEST(KernelsDecode, LlamaLayersUseTheKernelsOnlyWhenUsable) {
+  KernelSettings restore;
+  kernels::set_enabled(true);
+  LlamaRMSNorm norm(16, 1e-6);
+  norm.weight.data().normal_();
+  at::Tensor x = at::randn({1, 3, 16});
+  at::Tensor plain;
+  {
+    kernels::set_enabled(false);
+    at::NoGradGuard no_grad;
+    plain = norm.forward(x);
+  }
+  kernels::set_enabled(true);
+  {
+    at::NoGradGuard no_grad;
+    EXPECT_LT(rel_err(norm.forward(x), plain), 1e-6);
+  }
+  // With autograd recording the plain path runs and gradients flow to the weight.
+  at::Tensor y = norm.forward(x);
+  EXPECT_TRUE(y.requires_grad());
+  y.sum().backward();
+  EXPECT_TRUE(norm.weight.grad().defined());
+}
