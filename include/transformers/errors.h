@@ -80,6 +80,13 @@ class ValueError : public Error {
   using Error::Error;
 };
 
+// Distributed inference (distributed.h): a rank that died, did not join the rendezvous or did not answer a collective
+// within the timeout; the message names the operation, this rank and the world size.
+class DistributedError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Chat templates (chat_template.h): a Jinja syntax error, an unsupported construct, a runtime error while rendering,
 // or the template's raise_exception(message) (jinja2's TemplateError in transformers).
 class ChatTemplateError : public Error {

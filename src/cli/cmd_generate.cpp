@@ -1,6 +1,7 @@
 // tfcpp generate: text generation from a prompt with every decoding strategy and logits processor of generate()
 // (defaults from the model folder's generation_config.json, flags override), or a fixture's generate entry.
 #include "cli/commands.h"
+#include "cli/distributed_cli.h"
 
 #include "transformers/case_runner.h"
 #include "transformers/errors.h"
@@ -26,6 +27,7 @@ struct GenerateFlags {
   std::string prompt, inputs, name, early_stopping, cache_implementation, bad_words;
   std::vector<std::string> stop_strings;
   bool as_json = false, do_sample = false, output_scores = false;
+  DistFlags dist;  // --nproc, --parallel (distributed_cli.h)
   std::optional<int64_t> max_new_tokens, min_new_tokens, top_k, num_beams, num_beam_groups, seed,
       num_return_sequences, no_repeat_ngram_size;
   std::optional<double> temperature, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff, repetition_penalty,
@@ -134,10 +136,13 @@ json token_scores(const GenerateOutput& out, int64_t prompt_length) {
 int cmd_generate(const LoadFlags& flags, const GenerateFlags& f) {
   setup_threads(flags.threads);
   double load_s = 0;
-  auto model = flags.load("causal-lm", &load_s);
+  auto model = load_for_rank(flags, f.dist, "causal-lm", &load_s);  // a rank's shard when WORLD_SIZE > 1
   if (!f.inputs.empty()) {
     json case_inputs = read_case_inputs(f.inputs);
-    GenerateOutput out = run_generate_case(*model, case_inputs, f.name.empty() ? "greedy" : f.name);
+    int64_t steps = 0;
+    TokenCallback fault_hook;  // tests of a rank dying mid-generation (distributed_cli.h)
+    if (std::getenv("TFCPP_DIST_FAULT_RANK")) fault_hook = [&](const at::Tensor&) { maybe_inject_fault(steps++); };
+    GenerateOutput out = run_generate_case(*model, case_inputs, f.name.empty() ? "greedy" : f.name, fault_hook);
     std::cout << (f.as_json ? generate_output_to_json(out).dump() : tensor_to_json(out.sequences).dump()) << std::endl;
     return 0;
   }
@@ -169,6 +174,7 @@ int cmd_generate(const LoadFlags& flags, const GenerateFlags& f) {
       if (!first_token) first_token = Clock::now();
       ++new_tokens;
       if (stream) std::cout << streamer.put(t.view(-1)[0].item<int64_t>());
+      maybe_inject_fault(new_tokens);
     }
     std::cout.flush();
   };
@@ -207,6 +213,7 @@ int cmd_generate(const LoadFlags& flags, const GenerateFlags& f) {
   }
   double prefill_s = std::chrono::duration<double>(*first_token - start).count();
   double decode_s = std::chrono::duration<double>(end - *first_token).count();
+  if (!is_primary_rank()) return 0;
   std::fprintf(stderr, "load %.3f s | prefill %lld tokens, %.1f tok/s | decode %lld tokens, %.1f tok/s\n", load_s,
                static_cast<long long>(ids.size()), prefill_s > 0 ? ids.size() / prefill_s : 0.0,
                static_cast<long long>(new_tokens), decode_s > 0 && new_tokens > 1 ? (new_tokens - 1) / decode_s : 0.0);
@@ -248,11 +255,13 @@ std::function<int()> setup_generate(CLI::App* gen) {
   gen->add_option("--early-stopping", f->early_stopping, "Beam search: true, false or never");
   gen->add_option("--num-return-sequences", f->num_return_sequences, "Sequences per prompt");
   gen->add_option("--cache-implementation", f->cache_implementation, "dynamic (default) or static");
+  add_dist_options(gen, &f->dist);
   return [flags, f, gen] {
     if (f->prompt.empty() == f->inputs.empty()) {
       std::fprintf(stderr, "error: generate needs exactly one of --prompt or --inputs\n%s", gen->help().c_str());
       return 2;
     }
+    if (auto code = launch_if_requested(f->dist)) return *code;
     return cmd_generate(*flags, *f);
   };
 }
