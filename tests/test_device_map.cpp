@@ -58,7 +58,7 @@ TEST(DeviceMap, ModuleSizesAndNoSplitModules) {
 
 TEST(DeviceMap, NoSplitModulesMissingIsTransformersError) {
   auto model = std::make_shared<LlamaForCausalLM>(tiny_llama());
-  model->_no_split_modules.clear();
+  model->_no_split_modules.reset();
   try {
     model->_get_no_split_modules("balanced");
     FAIL() << "expected ValueError";

@@ -1,11 +1,15 @@
 // PreTrainedModel operations on Llama: resize_token_embeddings, attention dispatch (eager == sdpa == flash),
-// gradient checkpointing, prune_heads support errors.
+// gradient checkpointing, prune_heads support errors; the ModuleUtilsMixin inputs (dummy inputs, extended masks,
+// padding warning), _keep_in_fp32_modules and _no_split_modules over the families.
 #include "test_util.h"
 
 #include "transformers/attention.h"
 #include "transformers/auto.h"
 #include "transformers/errors.h"
+#include "transformers/logging.h"
+#include "transformers/safetensors.h"
 #include "transformers/models/llama.h"
+#include "transformers/models/seamless_m4t.h"
 
 #include <c10/core/InferenceMode.h>
 
@@ -77,7 +81,8 @@ TEST_P(ModelingUtilsResize, GrowAndShrinkKeepOldRows) {
   EXPECT_EQ(read_json(tmp / "config.json")["vocab_size"], 48);
   auto loaded = AutoModelForCausalLM::from_pretrained(tmp.str());
   EXPECT_TRUE(loaded->loading_info.missing_keys.empty());
-  EXPECT_EQ(max_abs_diff(logits_of(*loaded, ids()), logits_of(*model, ids())), 0.0);
+  // Same weights; the fused kernels may sum in another order for differently aligned (memory-mapped) weights.
+  EXPECT_LT(max_abs_diff(logits_of(*loaded, ids()), logits_of(*model, ids())), 1e-6);
 }
 
 INSTANTIATE_TEST_SUITE_P(TiedAndUntied, ModelingUtilsResize, ::testing::Values(true, false),
@@ -226,6 +231,176 @@ TEST(ModelingUtilsHeads, FamiliesWithoutPruningSaySo) {
   } catch (const ValueError& e) {
     EXPECT_NE(std::string(e.what()).find("does not support prune_heads"), std::string::npos);
   }
+}
+
+// Captures library log messages while alive.
+class LogCapture {
+ public:
+  LogCapture() {
+    logging::set_handler([this](int, const std::string& message) { messages.push_back(message); });
+  }
+  ~LogCapture() { logging::set_handler({}); }
+  std::vector<std::string> messages;
+};
+
+TEST(ModelingUtilsInputs, DummyInputsRunEachFamily) {
+  c10::InferenceMode guard;
+  for (const char* name : {"bert-model", "gpt2-lm-head-model", "llama-for-causal-lm", "camembert-model"}) {
+    auto model = AutoModel::from_pretrained(fixture(name) + "/model");
+    ModelInputs in = model->dummy_inputs();
+    ASSERT_EQ(in.input_ids.sizes(), (std::vector<int64_t>{3, 5})) << name;
+    EXPECT_EQ(in.input_ids[0][0].item<int64_t>(), 7);
+    EXPECT_EQ(in.input_ids[2][4].item<int64_t>(), 5);
+    EXPECT_EQ(model->forward(in).last_hidden_state.size(0), 3) << name;
+  }
+  auto t5 = AutoModelForSeq2SeqLM::from_pretrained(fixture("t5-for-conditional-generation") + "/model");
+  ModelInputs in = t5->dummy_inputs();
+  EXPECT_TRUE(in.decoder_input_ids.equal(in.input_ids));
+  EXPECT_EQ(in.decoder_attention_mask.sum().item<int64_t>(), 10);  // DUMMY_MASK
+  at::Tensor logits = t5->forward(in).logits;
+  EXPECT_EQ(logits.size(0), 3);
+  EXPECT_EQ(logits.size(1), 5);
+  auto bb = AutoModelForSeq2SeqLM::from_pretrained(fixture("blenderbot-small-for-conditional-generation") + "/model");
+  in = bb->dummy_inputs();
+  const int64_t pad = *bb->config->pad_token_id;
+  EXPECT_EQ(in.input_ids[1][4].item<int64_t>(), pad);
+  EXPECT_TRUE(in.attention_mask.equal(in.input_ids.ne(pad)));
+  EXPECT_EQ(bb->forward(in).logits.size(0), 2);
+}
+
+TEST(ModelingUtilsInputs, ExtendedAndInvertedAttentionMasks) {
+  auto model = std::make_shared<LlamaForCausalLM>(tiny_llama(false));
+  const double min = std::numeric_limits<float>::lowest();
+  at::Tensor mask = at::tensor({1, 1, 0, 1, 1, 1}, at::kLong).view({2, 3});
+  at::Tensor ext = model->get_extended_attention_mask(mask, {2, 3});
+  ASSERT_EQ(ext.sizes(), (std::vector<int64_t>{2, 1, 1, 3}));
+  EXPECT_EQ(ext.scalar_type(), at::kFloat);
+  EXPECT_EQ(ext[0][0][0][2].item<double>(), min);
+  EXPECT_EQ(ext[0][0][0][1].item<double>(), 0.0);
+  model->config->is_decoder = true;  // causal on top, with a cached prefix fully visible
+  at::Tensor causal = model->get_extended_attention_mask(at::ones({1, 4}, at::kLong), {1, 2});
+  ASSERT_EQ(causal.sizes(), (std::vector<int64_t>{1, 1, 2, 4}));
+  EXPECT_EQ(causal[0][0][0][3].item<double>(), min);
+  EXPECT_EQ(causal[0][0][0][2].item<double>(), 0.0);
+  EXPECT_EQ(causal[0][0][1][3].item<double>(), 0.0);
+  at::Tensor inverted = model->invert_attention_mask(mask);
+  EXPECT_TRUE(inverted.equal(get_extended_attention_mask(mask, {2, 3}, /*is_decoder=*/false, at::kFloat)));
+  EXPECT_EQ(inverted[0][0][0][2].item<double>(), min);
+  EXPECT_EQ(inverted.sizes(), (std::vector<int64_t>{2, 1, 1, 3}));
+  EXPECT_EQ(model->invert_attention_mask(at::ones({2, 4, 3})).sizes(), (std::vector<int64_t>{2, 1, 4, 3}));
+  EXPECT_THROW(model->get_extended_attention_mask(at::ones({3}), {1, 3}), ValueError);
+  EXPECT_THROW(model->invert_attention_mask(at::ones({1, 1, 1, 3})), ValueError);
+  EXPECT_EQ(finfo_min(at::kBFloat16), -3.3895313892515355e+38);
+  EXPECT_EQ(finfo_min(at::kHalf), -65504.0);
+}
+
+TEST(ModelingUtilsInputs, PaddingWithoutAttentionMaskWarnsOnce) {
+  c10::InferenceMode guard;
+  auto model = AutoModel::from_pretrained(fixture("bert-model") + "/model");
+  // warning_once is per process (other tests may already have padded inputs): a pad id equal to the bos id gives
+  // this test its own message, transformers' "You may ignore this warning ..." addition.
+  const int64_t pad = 3;
+  model->config->pad_token_id = pad;
+  model->config->bos_token_id = pad;
+  ModelInputs in;
+  in.input_ids = at::tensor(std::vector<int64_t>{5, 6, 7, pad}).unsqueeze(0);
+  LogCapture log;
+  in.attention_mask = at::ones({1, 4}, at::kLong);
+  model->forward(in);
+  EXPECT_TRUE(log.messages.empty());  // a mask was given
+  in.attention_mask = at::Tensor();
+  model->forward(in);
+  model->forward(in);
+  std::vector<std::string> padded;
+  for (const auto& m : log.messages)
+    if (m.find("strongly recommend passing in an `attention_mask`") != std::string::npos) padded.push_back(m);
+  ASSERT_EQ(padded.size(), 1u);  // warning_once
+  EXPECT_NE(padded[0].find("You may ignore this warning if your `pad_token_id` (3) is identical to the `bos_token_id` "
+                           "(3)"),
+            std::string::npos)
+      << padded[0];
+  in.input_ids = at::tensor({5, 6, 7, 8}, at::kLong).unsqueeze(0);
+  log.messages.clear();
+  model->forward(in);
+  EXPECT_TRUE(log.messages.empty());
+}
+
+TEST(ModelingUtilsInputs, FloatingPointOpsWithoutMainInputWarnsOncePerModel) {
+  auto model = std::make_shared<LlamaForCausalLM>(tiny_llama(false));
+  LogCapture log;
+  ModelInputs in;
+  in.inputs_embeds = at::zeros({1, 7, 16});
+  EXPECT_EQ(model->floating_point_ops(in), 0);
+  EXPECT_EQ(model->floating_point_ops(in), 0);
+  EXPECT_TRUE(model->warnings_issued.at("estimate_tokens"));
+  ASSERT_EQ(log.messages.size(), 1u);
+  EXPECT_NE(log.messages[0].find("Could not estimate the number of tokens"), std::string::npos);
+}
+
+TEST(ModelingUtilsDtype, KeepInFp32ModulesStayFloat32InAFloat16Save) {
+  auto model = AutoModelForSeq2SeqLM::from_pretrained(fixture("t5-for-conditional-generation") + "/model");
+  EXPECT_EQ(model->_keep_in_fp32_modules, (std::vector<std::string>{"wo"}));
+  TempDir tmp;
+  SavePretrainedOptions options;
+  options.dtype = "float16";
+  model->save_pretrained(tmp.str(), options);
+  int wo = 0, half = 0;
+  for (const auto& [key, tensor] : safetensors::load_file(tmp / "model.safetensors")) {
+    if (key.find(".wo.") != std::string::npos) {
+      ++wo;
+      EXPECT_EQ(tensor.scalar_type(), at::kFloat) << key;
+    } else if (at::isFloatingType(tensor.scalar_type())) {
+      ++half;
+      EXPECT_EQ(tensor.scalar_type(), at::kHalf) << key;
+    }
+  }
+  EXPECT_GT(wo, 0);
+  EXPECT_GT(half, 0);
+  // bfloat16 is not float16: transformers keeps the modules in fp32 only for float16.
+  options.dtype = "bfloat16";
+  TempDir tmp2;
+  model->save_pretrained(tmp2.str(), options);
+  for (const auto& [key, tensor] : safetensors::load_file(tmp2 / "model.safetensors")) {
+    if (key.find(".wo.") != std::string::npos) {
+      EXPECT_EQ(tensor.scalar_type(), at::kBFloat16) << key;
+    }
+  }
+  auto reloaded = AutoModelForSeq2SeqLM::from_pretrained(tmp.str());
+  EXPECT_EQ(reloaded->config->torch_dtype.value_or(""), "float16");
+}
+
+TEST(ModelingUtilsDeviceMap, EmptyNoSplitModulesIsSupportedUnsetIsNot) {
+  auto camembert = AutoModel::from_pretrained(fixture("camembert-model") + "/model");
+  EXPECT_TRUE(camembert->_get_no_split_modules("auto").empty());
+  auto hifigan = SeamlessM4TCodeHifiGan::from_pretrained(fixture("seamless-m4t-code-hifigan") + "/model");
+  EXPECT_TRUE(hifigan->_get_no_split_modules("auto").empty());
+  auto gpt2 = AutoModelForCausalLM::from_pretrained(fixture("gpt2-lm-head-model") + "/model");
+  EXPECT_EQ(gpt2->_get_no_split_modules("auto"), (std::vector<std::string>{"GPT2Block"}));
+  auto bert = AutoModel::from_pretrained(fixture("bert-model") + "/model");
+  try {
+    bert->_get_no_split_modules("balanced");
+    FAIL();
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("BertModel does not support `device_map='balanced'`"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(ModelingUtilsTying, TorchscriptClonesInsteadOfSharing) {
+  auto shared = std::make_shared<LlamaForCausalLM>(tiny_llama(true));
+  EXPECT_TRUE(shared->lm_head->weight.is_same(shared->get_input_embeddings()->weight));
+  auto config = tiny_llama(true);
+  config->torchscript = true;
+  auto cloned = std::make_shared<LlamaForCausalLM>(config);
+  at::Tensor in = cloned->get_input_embeddings()->weight, out = cloned->lm_head->weight;
+  EXPECT_FALSE(out.is_same(in));
+  EXPECT_NE(out.data_ptr(), in.data_ptr());
+  EXPECT_TRUE(at::equal(out, in));
+  TempDir tmp;
+  cloned->save_pretrained(tmp.str());  // two tensors: both stored, as transformers stores a torchscript model
+  auto reloaded = AutoModelForCausalLM::from_pretrained(tmp.str());
+  EXPECT_TRUE(reloaded->loading_info.unexpected_keys.empty());
+  EXPECT_TRUE(at::equal(logits_of(*reloaded, ids()), logits_of(*cloned, ids())));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "transformers/auto.h"
 #include "transformers/errors.h"
 #include "transformers/generation.h"
+#include "transformers/models/gpt2.h"
 #include "transformers/models/llama.h"
 #include "transformers/quantization.h"
 
@@ -59,6 +60,52 @@ nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
   l.weight.normal_(0, 0.2);
   if (bias) l.bias.normal_(0, 0.1);
   return l;
+}
+
+TEST(Quantization, GPT2Conv1DLayersAreConverted) {
+  c10::InferenceMode guard;
+  const std::string dir = fixture("gpt2-lm-head-model") + "/model";
+  auto model = AutoModelForCausalLM::from_pretrained(dir);
+  ModelInputs in;
+  in.input_ids = at::tensor(std::vector<int64_t>{3, 17, 25, 9, 1}).unsqueeze(0);
+  at::Tensor reference = model->forward(in).logits;
+  auto conv = std::dynamic_pointer_cast<nn::Conv1D>(model->named_modules()["transformer.h.0.attn.c_attn"]);
+  ASSERT_TRUE(conv);
+  const int64_t nf = conv->nf, nx = conv->nx;
+  const int n_layer = static_cast<int>(std::dynamic_pointer_cast<GPT2Config>(model->config)->n_layer);
+  at::Tensor float_weight = conv->weight.clone();  // [nx, nf]
+  // Every Conv1D (4 per block) is converted; the tied lm_head stays float.
+  const int converted = quantize_model(*model, {{"quant_method", "tfcpp_int8"}});
+  EXPECT_EQ(converted, 4 * n_layer);
+  const auto state_list = model->state_dict();
+  std::map<std::string, at::Tensor> state(state_list.begin(), state_list.end());
+  ASSERT_EQ(state.at("transformer.h.0.attn.c_attn.weight").scalar_type(), at::kChar);
+  EXPECT_EQ(state.at("transformer.h.0.attn.c_attn.weight").sizes(), (std::vector<int64_t>{nf, nx}));
+  EXPECT_EQ(state.at("transformer.h.0.attn.c_attn.weight_scale").sizes(), (std::vector<int64_t>{nf}));
+  EXPECT_EQ(state.at("lm_head.weight").scalar_type(), at::kFloat);
+  at::Tensor quantized = model->forward(in).logits;
+  EXPECT_LT(max_abs_diff(quantized, reference), 0.05 * reference.abs().max().item<double>());
+  TempDir tmp;
+  model->save_pretrained(tmp.str());
+  auto reloaded = AutoModelForCausalLM::from_pretrained(tmp.str());
+  EXPECT_TRUE(reloaded->loading_info.missing_keys.empty());
+  EXPECT_TRUE(reloaded->loading_info.unexpected_keys.empty());
+  EXPECT_TRUE(at::equal(reloaded->forward(in).logits, quantized));
+  reloaded->dequantize();
+  auto back = std::dynamic_pointer_cast<nn::Conv1D>(reloaded->named_modules()["transformer.h.0.attn.c_attn"]);
+  ASSERT_FALSE(back->quantized);
+  ASSERT_EQ(back->weight.sizes(), (std::vector<int64_t>{nx, nf}));
+  // Per-channel int8: each output column within half a step (max|w| / 127 / 2) of the float weight.
+  at::Tensor step = float_weight.abs().amax(0) / 127.0;
+  EXPECT_TRUE((back->weight - float_weight).abs().le(step * 0.5 + 1e-7).all().item<bool>());
+  const auto dequantized_list = reloaded->state_dict();
+  std::map<std::string, at::Tensor> dequantized(dequantized_list.begin(), dequantized_list.end());
+  EXPECT_FALSE(dequantized.count("transformer.h.0.attn.c_attn.weight_scale"));
+  // 4-bit too.
+  auto int4 = AutoModelForCausalLM::from_pretrained(dir);
+  quantize_model(*int4, {{"quant_method", "tfcpp_int4"}, {"group_size", 16}});
+  EXPECT_EQ(int4->state_dict().size(), state.size() + 4 * n_layer);  // + weight_zero
+  EXPECT_LT(max_abs_diff(int4->forward(in).logits, reference), 0.5 * reference.abs().max().item<double>());
 }
 
 }  // namespace

@@ -6,6 +6,9 @@
 
 namespace transformers {
 
+// "model.safetensors" + "fp16" -> "model.fp16.safetensors"
+std::string add_variant(const std::string& name, const std::string& variant);
+
 struct WeightFiles {
   std::vector<std::string> files;  // absolute paths, in load order
   std::string description;         // for errors

@@ -3,7 +3,9 @@
 #pragma once
 
 #include "transformers/cache_utils.h"
+#include "transformers/checkpoint_files.h"
 #include "transformers/config.h"
+#include "transformers/distributed.h"
 #include "transformers/generation_config.h"
 #include "transformers/hub.h"
 #include "transformers/nn.h"
@@ -70,6 +72,12 @@ struct FromPretrainedOptions {
   json device_map = nullptr;
   std::map<std::string, std::string> max_memory;  // device -> "200MB" / bytes; default: available RAM for "cpu"
   std::string offload_folder;                     // where "disk" weights not already in a safetensors file go
+  // distributed.h: "auto" shards the model over the ranks of the process group by the family's declared plan; each
+  // rank reads only its slice of each weight. "" loads the whole model.
+  std::string tp_plan;
+  // distributed.h: "auto" splits the decoder layers over the ranks into pipeline stages (the family's
+  // base_model_pp_plan); each rank reads only its stage's weights.
+  std::string pp_plan;
 };
 
 struct SavePretrainedOptions {
@@ -96,7 +104,12 @@ class PreTrainedModel : public nn::Module {
   // ---- Declared capabilities (class attributes in transformers) ----
   std::string base_model_prefix;
   std::string main_input_name = "input_ids";
-  std::vector<std::string> _no_split_modules;
+  // Modules device maps never split. Unset (transformers' None): this class does not support device_map="auto";
+  // an empty list supports it with no constraint (Camembert, the HiFi-GAN vocoder).
+  std::optional<std::vector<std::string>> _no_split_modules;
+  // Modules kept in float32 when the model is loaded or saved in float16 (T5's "wo"): a parameter is kept when one
+  // of its dotted name's components is listed.
+  std::vector<std::string> _keep_in_fp32_modules;
   std::vector<std::string> _keys_to_ignore_on_load_missing;     // regexes
   std::vector<std::string> _keys_to_ignore_on_load_unexpected;  // regexes
   std::vector<std::string> _tied_weights_keys;
@@ -105,6 +118,18 @@ class PreTrainedModel : public nn::Module {
   bool _supports_flash_attn_2 = false;
   // Legacy checkpoint names -> current names, applied to checkpoint keys on load (substring replace, in order).
   std::vector<std::pair<std::string, std::string>> checkpoint_key_renames{{"gamma", "weight"}, {"beta", "bias"}};
+  // Tensor-parallel plan (distributed.h), as transformers' base_model_tp_plan / _tp_plan: module pattern
+  // ("layers.*.mlp.up_proj", relative to the base model / to this model) -> "colwise", "rowwise", "colwise_rep"
+  // (column-parallel, outputs gathered: the LM head) or "vocab" (embedding rows split by token id); attention modules
+  // whose heads are split. _tp_state holds the applied plan.
+  std::vector<std::pair<std::string, std::string>> base_model_tp_plan, _tp_plan;
+  std::vector<distributed::TPAttentionPlan> _tp_attention;
+  // Pipeline-parallel plan (distributed.h): base_model_pp_plan on the base model, _pp_plan (its head) on the head model.
+  distributed::PPPlan base_model_pp_plan, _pp_plan;
+  std::shared_ptr<void> _tp_state;
+
+  // Warnings this instance already gave, by key (transformers' self.warnings_issued: warn once per model).
+  std::map<std::string, bool> warnings_issued;
 
   // ---- Forward ----
   virtual ModelOutput forward(const ModelInputs& inputs) = 0;
@@ -161,9 +186,22 @@ class PreTrainedModel : public nn::Module {
   void add_model_tags(const std::vector<std::string>& tags);
   std::vector<std::string> model_tags;
 
+  // ---- Inputs (ModuleUtilsMixin) ----
+  // Dummy inputs to do a forward pass (DUMMY_INPUTS [[7, 6, 0, 0, 1], [1, 2, 3, 0, 0], [0, 0, 0, 4, 5]]; families
+  // with other entry points override it).
+  virtual ModelInputs dummy_inputs() const;
+  // [B, T] (or [B, T, S]) 1/0 mask -> additive [B, 1, T|1, S] mask in this model's dtype: 0 where attended, the
+  // dtype's minimum where masked; causal on top when config.is_decoder.
+  at::Tensor get_extended_attention_mask(const at::Tensor& attention_mask, at::IntArrayRef input_shape) const;
+  // Encoder attention mask [B, S] or [B, T, S] -> additive [B, 1, 1|T, S] (dtype minimum where masked).
+  at::Tensor invert_attention_mask(const at::Tensor& encoder_attention_mask) const;
+  // A one-time warning when input_ids look padded (pad_token_id first or last) and no attention_mask was given.
+  void warn_if_padding_and_no_attention_mask(const at::Tensor& input_ids, const at::Tensor& attention_mask) const;
+
   // ---- Introspection ----
-  // floating_point_ops: 6 * tokens * parameters (forward + backward), embeddings excluded by default.
-  int64_t floating_point_ops(const ModelInputs& inputs, bool exclude_embeddings = true) const;
+  // floating_point_ops: 6 * tokens * parameters (forward + backward), embeddings excluded by default. Tokens are
+  // counted on main_input_name; without it the estimate is 0 with a warning, once per model (warnings_issued).
+  int64_t floating_point_ops(const ModelInputs& inputs, bool exclude_embeddings = true);
   int64_t num_parameters(bool only_trainable = false, bool exclude_embeddings = false) const;
   int64_t get_memory_footprint() const;  // bytes of parameters and buffers, tied counted once
   virtual bool can_generate() const { return false; }
@@ -223,6 +261,14 @@ class PreTrainedModel : public nn::Module {
   std::shared_ptr<torch::nn::Module> submodule(const std::string& name) const;
 };
 
+// torch.finfo(dtype).min: the additive value of a masked position.
+double finfo_min(c10::ScalarType dtype);
+// ModuleUtilsMixin.get_extended_attention_mask / invert_attention_mask with an explicit dtype and decoder flag
+// (the members of PreTrainedModel use the model's dtype and config.is_decoder). ValueError for other ranks.
+at::Tensor get_extended_attention_mask(const at::Tensor& attention_mask, at::IntArrayRef input_shape, bool is_decoder,
+                                       c10::ScalarType dtype);
+at::Tensor invert_attention_mask(const at::Tensor& encoder_attention_mask, c10::ScalarType dtype);
+
 // ModuleUtilsMixin.get_head_mask: [heads] or [layers, heads] -> one broadcastable [1, H, 1, 1] mask per layer
 // (undefined tensors when no mask). ValueError for other shapes.
 std::vector<at::Tensor> get_head_mask(const at::Tensor& head_mask, int64_t num_hidden_layers, c10::ScalarType dtype);
@@ -238,8 +284,6 @@ std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path, c
 
 // "5GB" -> 5e9, "1GiB" -> 2^30, "200MB" -> 2e8, "12345" -> 12345. ValueError otherwise.
 int64_t convert_file_size_to_int(const std::string& size);
-// "model.safetensors" + "fp16" -> "model.fp16.safetensors"
-std::string add_variant(const std::string& name, const std::string& variant);
 // "float32"/"bfloat16"/... <-> scalar type; ValueError for unknown names.
 c10::ScalarType dtype_from_name(const std::string& name);
 std::string dtype_name(c10::ScalarType type);

@@ -5,6 +5,7 @@
 #include <torch/nn/module.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -27,7 +28,13 @@ class Module : public torch::nn::Module {
   void set_buffer(const std::string& name, at::Tensor* slot, const at::Tensor& value);
   // Non-persistent buffers are left out of the state dict, as `register_buffer(..., persistent=False)`.
   void set_non_persistent(const std::string& name) { non_persistent_.insert(name); }
+  // Points parameter `name`'s slot at `slot` (another member, possibly of a helper object) and stores the
+  // registered tensor there; replace_parameter then updates `*slot`.
+  void rebind_parameter_slot(const std::string& name, at::Tensor* slot);
   bool is_persistent(const std::string& name) const { return !non_persistent_.count(name); }
+  // Tensor parallelism (transformers/distributed.h): set by a plan, it replaces the layer's forward with one that
+  // computes with this rank's shard of the weights and combines the ranks' results (Linear, Embedding, Conv1D).
+  std::function<at::Tensor(const at::Tensor&)> tp_forward;
 
  private:
   std::map<std::string, at::Tensor*> slots_;
@@ -69,6 +76,20 @@ class Linear : public Module {
 };
 // Forward of a quantized Linear (src/core/quantization_kernels.cpp).
 at::Tensor quantized_linear_forward(const Linear& layer, const at::Tensor& x);
+
+// pytorch_utils.Conv1D (GPT-2, Clvp): a linear layer whose weight is stored transposed, [nx (in), nf (out)], as in
+// the checkpoints; y = addmm(bias, x, weight).
+class Conv1D : public Module {
+ public:
+  Conv1D(int64_t nf, int64_t nx);
+  at::Tensor forward(const at::Tensor& x) const;
+  int64_t nf, nx;
+  at::Tensor weight, bias;
+  // Weight-only quantization (transformers/quantization.h): a bias-free Linear [nf, nx] holding the codes. Its
+  // tensors are this module's "weight", "weight_scale" and "weight_zero" (the state dict keeps Conv1D's names, the
+  // codes in Linear's [out, in] layout); `weight` above is undefined meanwhile. Null for a float layer.
+  std::shared_ptr<Linear> quantized;
+};
 
 // Disk offload (transformers/device_map.h): the shared layers call these around their forward while any model is
 // offloaded, so the offloaded block's memory-mapped weights are paged in before and released after.

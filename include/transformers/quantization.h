@@ -7,7 +7,9 @@
 //                 input 2j+1 in the high nibble; weight_scale f32 [out, groups], weight_zero uint8 [out, groups];
 //                 w = (q - zero) * scale with q, zero in [0, 15], scale = (max - min) / 15 over the group.
 // Checkpoint keys are the Linear's own: "<module>.weight", "<module>.weight_scale", "<module>.weight_zero", and
-// config.json carries "quantization_config" (as transformers stores config.quantization_config).
+// config.json carries "quantization_config" (as transformers stores config.quantization_config). pytorch_utils
+// Conv1D layers (GPT-2, Clvp; float weight [in, out]) are converted too, as bitsandbytes converts them: their codes
+// use the same [out, ...] layout under the same keys.
 #pragma once
 
 #include "transformers/config.h"
@@ -73,7 +75,7 @@ struct AutoHfQuantizer {
 std::vector<std::string> get_keys_to_not_convert(PreTrainedModel& model);
 
 // Quantizes one model in place with `config` (what from_pretrained does for a float checkpoint). Returns the number
-// of Linear modules converted.
+// of Linear / Conv1D modules converted.
 int quantize_model(PreTrainedModel& model, const json& quantization_config);
 
 // ---- Kernels (src/core/quantization_kernels.cpp) ----

@@ -43,6 +43,7 @@ int quantized_linears(PreTrainedModel& model) {
   int n = 0;
   for (const auto& item : model.named_modules("", false))
     if (auto* l = dynamic_cast<nn::Linear*>(item.value().get())) n += l->quant_bits ? 1 : 0;
+    else if (auto* c = dynamic_cast<nn::Conv1D*>(item.value().get())) n += c->quantized ? 1 : 0;
   return n;
 }
 

@@ -4,7 +4,6 @@
 
 #include "transformers/config.h"
 #include "transformers/errors.h"
-#include "transformers/modeling_utils.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -13,6 +12,12 @@
 namespace fs = std::filesystem;
 
 namespace transformers {
+
+std::string add_variant(const std::string& name, const std::string& variant) {
+  if (variant.empty()) return name;
+  auto dot = name.rfind('.');
+  return name.substr(0, dot) + "." + variant + name.substr(dot);
+}
 
 namespace {
 

@@ -497,11 +497,11 @@ std::vector<std::string> PreTrainedModel::_get_no_split_modules(const std::strin
     to_check.pop_back();
     if (no_split.count(class_name_of(*module))) continue;
     if (auto* pretrained = dynamic_cast<const PreTrainedModel*>(module)) {
-      if (pretrained->_no_split_modules.empty())
+      if (!pretrained->_no_split_modules)
         throw ValueError(pretrained->class_name + " does not support `device_map='" + device_map +
                          "'`. To implement support, the model class needs to implement the `_no_split_modules` "
                          "attribute.");
-      no_split.insert(pretrained->_no_split_modules.begin(), pretrained->_no_split_modules.end());
+      no_split.insert(pretrained->_no_split_modules->begin(), pretrained->_no_split_modules->end());
     }
     for (const auto& child : module->children()) to_check.push_back(child.get());
   }
@@ -795,7 +795,7 @@ void dispatch_model(PreTrainedModel& model, const json& requested, const FromPre
     std::lock_guard<std::mutex> lock(r.mutex);
     for (const auto& item : model.named_modules("", false)) {
       auto* leaf = dynamic_cast<nn::Module*>(item.value().get());
-      if (!leaf || !(dynamic_cast<nn::Linear*>(leaf) || dynamic_cast<nn::Embedding*>(leaf) ||
+      if (!leaf || !(dynamic_cast<nn::Linear*>(leaf) || dynamic_cast<nn::Conv1D*>(leaf) || dynamic_cast<nn::Embedding*>(leaf) ||
                      dynamic_cast<nn::LayerNorm*>(leaf)))
         continue;
       std::string block_name;

@@ -18,11 +18,21 @@ namespace {
 
 const char* kMethods = "tfcpp_int8, tfcpp_int4";
 
-// Every nn::Linear by dotted module name, in module order.
-std::vector<std::pair<std::string, nn::Linear*>> named_linears(PreTrainedModel& model) {
-  std::vector<std::pair<std::string, nn::Linear*>> out;
-  for (const auto& item : model.named_modules("", false))
-    if (auto* linear = dynamic_cast<nn::Linear*>(item.value().get())) out.emplace_back(item.key(), linear);
+// A layer a quantizer converts: an nn::Linear or a pytorch_utils Conv1D (transposed weight), as bitsandbytes'
+// replace_with_bnb_linear converts both.
+struct Layer {
+  nn::Linear* linear = nullptr;
+  nn::Conv1D* conv = nullptr;
+  const at::Tensor& float_weight() const { return linear ? linear->weight : conv->weight; }
+};
+
+// Every Linear and Conv1D by dotted module name, in module order.
+std::vector<std::pair<std::string, Layer>> named_layers(PreTrainedModel& model) {
+  std::vector<std::pair<std::string, Layer>> out;
+  for (const auto& item : model.named_modules("", false)) {
+    if (auto* linear = dynamic_cast<nn::Linear*>(item.value().get())) out.push_back({item.key(), {linear, nullptr}});
+    else if (auto* conv = dynamic_cast<nn::Conv1D*>(item.value().get())) out.push_back({item.key(), {nullptr, conv}});
+  }
   return out;
 }
 
@@ -46,13 +56,54 @@ bool excluded(const std::string& full_name, const std::vector<std::string>& modu
   });
 }
 
-// The Linear modules a quantizer converts.
-std::vector<nn::Linear*> linears_to_convert(PreTrainedModel& model, const std::vector<std::string>& skip) {
+// The layers a quantizer converts (float layers only: `tied` looks at the float weight).
+std::vector<Layer> layers_to_convert(PreTrainedModel& model, const std::vector<std::string>& skip) {
   auto tied = tied_tensors(model);
-  std::vector<nn::Linear*> out;
-  for (const auto& [name, linear] : named_linears(model))
-    if (!excluded(name, skip) && !tied.count(linear->weight.unsafeGetTensorImpl())) out.push_back(linear);
+  std::vector<Layer> out;
+  for (const auto& [name, layer] : named_layers(model)) {
+    if (excluded(name, skip)) continue;
+    if (layer.conv && layer.conv->quantized) {  // already converted (its float weight is gone)
+      out.push_back(layer);
+      continue;
+    }
+    if (!tied.count(layer.float_weight().unsafeGetTensorImpl())) out.push_back(layer);
+  }
   return out;
+}
+
+// A Conv1D takes the quantized Linear [nf, nx] `lin`: its "weight" parameter becomes the codes and the scale / zero
+// become its buffers, all held in `lin` (one tensor each, whichever name reaches it).
+void attach_quantized(nn::Conv1D& conv, std::shared_ptr<nn::Linear> lin) {
+  conv.replace_parameter("weight", lin->weight);
+  conv.rebind_parameter_slot("weight", &lin->weight);
+  conv.weight = at::Tensor();
+  conv.set_buffer("weight_scale", &lin->weight_scale, lin->weight_scale);
+  if (lin->weight_zero.defined()) conv.set_buffer("weight_zero", &lin->weight_zero, lin->weight_zero);
+  conv.quantized = std::move(lin);
+}
+
+void quantize_conv1d(nn::Conv1D& conv, int bits, int64_t group_size) {
+  at::NoGradGuard no_grad;
+  if (conv.quantized) throw ValueError("quantize_conv1d: the layer is already quantized");
+  auto lin = std::make_shared<nn::Linear>(conv.nx, conv.nf, /*bias=*/false);
+  lin->replace_parameter("weight", conv.weight.detach().t().contiguous());
+  quantize_linear(*lin, bits, group_size);
+  attach_quantized(conv, std::move(lin));
+}
+
+void dequantize_conv1d(nn::Conv1D& conv, c10::ScalarType dtype) {
+  if (!conv.quantized) return;
+  at::Tensor w = dequantize_linear_weight(*conv.quantized, dtype).t().contiguous();
+  conv.rebind_parameter_slot("weight", &conv.weight);
+  conv.replace_parameter("weight", w.set_requires_grad(true));
+  conv.set_buffer("weight_scale", nullptr, at::Tensor());
+  if (conv.quantized->weight_zero.defined()) conv.set_buffer("weight_zero", nullptr, at::Tensor());
+  conv.quantized.reset();
+}
+
+void quantize_layer(const Layer& layer, int bits, int64_t group_size) {
+  if (layer.linear && !layer.linear->quant_bits) quantize_linear(*layer.linear, bits, group_size);
+  if (layer.conv && !layer.conv->quantized) quantize_conv1d(*layer.conv, bits, group_size);
 }
 
 }  // namespace
@@ -140,6 +191,14 @@ void make_quantized_layout(nn::Linear& layer, int bits, int64_t group_size) {
   layer.quant_bits = bits;
   layer.quant_group_size = bits == 4 ? group_size : 0;
 }
+
+void make_quantized_layout(const Layer& layer, int bits, int64_t group_size) {
+  if (layer.linear) return make_quantized_layout(*layer.linear, bits, group_size);
+  if (layer.conv->quantized) return;
+  auto lin = std::make_shared<nn::Linear>(layer.conv->nx, layer.conv->nf, /*bias=*/false);
+  make_quantized_layout(*lin, bits, group_size);
+  attach_quantized(*layer.conv, std::move(lin));
+}
 }  // namespace
 
 // ---- get_keys_to_not_convert ----
@@ -199,20 +258,23 @@ void HfQuantizer::_process_model_before_weight_loading(PreTrainedModel& model) {
   // The resolved list is what the saved config records, so a reload converts exactly the same modules.
   quantization_config.modules_to_not_convert = modules_to_not_convert;
   if (!pre_quantized) return;
-  for (nn::Linear* linear : linears_to_convert(model, modules_to_not_convert))
-    make_quantized_layout(*linear, quantization_config.bits(), quantization_config.group_size);
+  for (const Layer& layer : layers_to_convert(model, modules_to_not_convert))
+    make_quantized_layout(layer, quantization_config.bits(), quantization_config.group_size);
 }
 
 void HfQuantizer::_process_model_after_weight_loading(PreTrainedModel& model) {
   if (!pre_quantized)
-    for (nn::Linear* linear : linears_to_convert(model, modules_to_not_convert))
-      if (!linear->quant_bits) quantize_linear(*linear, quantization_config.bits(), quantization_config.group_size);
+    for (const Layer& layer : layers_to_convert(model, modules_to_not_convert))
+      quantize_layer(layer, quantization_config.bits(), quantization_config.group_size);
   model.config->extra["quantization_config"] = quantization_config.to_dict();
 }
 
 void HfQuantizer::dequantize(PreTrainedModel& model) {
   const c10::ScalarType dtype = model.dtype();
-  for (const auto& [name, linear] : named_linears(model)) dequantize_linear(*linear, dtype);
+  for (const auto& [name, layer] : named_layers(model)) {
+    if (layer.linear) dequantize_linear(*layer.linear, dtype);
+    else dequantize_conv1d(*layer.conv, dtype);
+  }
   model.config->extra.erase("quantization_config");
   model.is_quantized = false;
   model.quantization_method.clear();
@@ -237,7 +299,7 @@ int quantize_model(PreTrainedModel& model, const json& quantization_config) {
   if (model.hf_quantizer) throw ValueError(model.class_name + " is already quantized (" + model.quantization_method + ")");
   auto quantizer = AutoHfQuantizer::from_config(quantization_config, false);
   quantizer->preprocess_model(model);
-  int converted = static_cast<int>(linears_to_convert(model, quantizer->modules_to_not_convert).size());
+  int converted = static_cast<int>(layers_to_convert(model, quantizer->modules_to_not_convert).size());
   quantizer->postprocess_model(model);
   model.hf_quantizer = quantizer;
   return converted;

@@ -1,6 +1,7 @@
 #include "transformers/nn.h"
 
 #include "transformers/errors.h"
+#include "transformers/kernels.h"
 
 #include <ATen/ATen.h>
 
@@ -28,6 +29,13 @@ void Module::replace_parameter(const std::string& name, const at::Tensor& value)
 }
 
 bool Module::has_parameter(const std::string& name) const { return parameters_.contains(name); }
+
+void Module::rebind_parameter_slot(const std::string& name, at::Tensor* slot) {
+  at::Tensor* entry = parameters_.find(name);
+  if (!entry) throw ValueError("module has no parameter '" + name + "'");
+  *slot = *entry;
+  slots_[name] = slot;
+}
 
 void Module::set_buffer(const std::string& name, at::Tensor* slot, const at::Tensor& value) {
   // torch::nn::Module keeps buffers_ private: an existing buffer is updated through its handle (set_data), and a
@@ -74,11 +82,17 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias) : in_features(in), out_f
 }
 
 at::Tensor Linear::forward(const at::Tensor& x) const {
+  if (tp_forward) return tp_forward(x);
   return with_offload_hooks(*this, [&] { return forward_impl(x); });
 }
 
 at::Tensor Linear::forward_impl(const at::Tensor& x) const {
   if (quant_bits) return quantized_linear_forward(*this, x);
+  // One row (decode) at inference: our multithreaded AVX-512 GEMV for fp32 / bf16 / fp16 weights (kernels.h).
+  if (x.numel() == in_features && kernels::usable(x)) {
+    at::Tensor y = kernels::gemv(x, weight, bias);
+    if (y.defined()) return y;
+  }
   // One row in fp32: sgemv streams the weight at memory bandwidth, sgemm with M=1 does not (LIBTORCH.md §3.5).
   if (x.numel() == in_features && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
       !at::GradMode::is_enabled()) {
@@ -90,6 +104,21 @@ at::Tensor Linear::forward_impl(const at::Tensor& x) const {
   return at::linear(x, weight, bias);
 }
 
+Conv1D::Conv1D(int64_t nf_, int64_t nx_) : nf(nf_), nx(nx_) {
+  bind_parameter("weight", &weight, at::empty({nx, nf}));
+  bind_parameter("bias", &bias, at::zeros({nf}));
+}
+
+at::Tensor Conv1D::forward(const at::Tensor& x) const {
+  if (tp_forward) return tp_forward(x);  // a tensor-parallel shard (distributed.h)
+  return with_offload_hooks(*this, [&] {
+    std::vector<int64_t> size_out(x.sizes().begin(), x.sizes().end());
+    size_out.back() = nf;
+    if (quantized) return (quantized_linear_forward(*quantized, x) + bias).view(size_out);
+    return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(size_out);
+  });
+}
+
 Embedding::Embedding(int64_t num, int64_t dim, std::optional<int64_t> pad)
     : num_embeddings(num), embedding_dim(dim), padding_idx(pad) {
   if (padding_idx && *padding_idx < 0) padding_idx = *padding_idx + num;
@@ -97,6 +126,7 @@ Embedding::Embedding(int64_t num, int64_t dim, std::optional<int64_t> pad)
 }
 
 at::Tensor Embedding::forward(const at::Tensor& ids) const {
+  if (tp_forward) return tp_forward(ids);
   at::Tensor out = with_offload_hooks(*this, [&] { return at::embedding(weight, ids, padding_idx.value_or(-1)); });
   if (output_requires_grad && at::GradMode::is_enabled() && !out.requires_grad()) out.requires_grad_(true);
   return out;

@@ -7,6 +7,7 @@
 #include "transformers/compat.h"
 #include "transformers/device_map.h"
 #include "transformers/errors.h"
+#include "transformers/logging.h"
 #include "transformers/quantization.h"
 #include "transformers/safetensors.h"
 #include "transformers/torch_bin.h"
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <unordered_map>
 
 namespace fs = std::filesystem;
@@ -119,8 +121,11 @@ void PreTrainedModel::tie_weights() {
   auto output = get_output_embeddings();
   if (!output) return;
   auto input = get_input_embeddings();
-  output->replace_parameter("weight", input->weight);
-  // _tie_or_clone_weights: a bias follows the new vocabulary size.
+  // _tie_or_clone_weights: shared, or a copy when config.torchscript (TorchScript cannot export shared parameters).
+  output->replace_parameter("weight", config->torchscript ? input->weight.detach().clone().set_requires_grad(
+                                                                input->weight.requires_grad())
+                                                          : input->weight);
+  // A bias follows the new vocabulary size.
   if (output->bias.defined() && output->bias.size(0) != output->weight.size(0)) {
     at::Tensor bias = at::zeros({output->weight.size(0)}, output->bias.options());
     bias.narrow(0, 0, std::min(bias.size(0), output->bias.size(0)))
@@ -284,10 +289,74 @@ void PreTrainedModel::add_model_tags(const std::vector<std::string>& tags) {
     if (std::find(model_tags.begin(), model_tags.end(), tag) == model_tags.end()) model_tags.push_back(tag);
 }
 
-int64_t PreTrainedModel::floating_point_ops(const ModelInputs& inputs, bool exclude_embeddings) const {
-  const at::Tensor& main = inputs.input_ids.defined() ? inputs.input_ids : inputs.inputs_embeds;
-  int64_t tokens = !main.defined() ? 0 : inputs.input_ids.defined() ? main.numel() : main.numel() / main.size(-1);
+namespace {
+
+// The tensor of ModelInputs a forward argument name refers to (undefined when not given).
+at::Tensor input_by_name(const ModelInputs& inputs, const std::string& name) {
+  if (name == "input_ids") return inputs.input_ids;
+  if (name == "inputs_embeds") return inputs.inputs_embeds;
+  if (name == "attention_mask") return inputs.attention_mask;
+  if (name == "decoder_input_ids") return inputs.decoder_input_ids;
+  auto it = inputs.extra.find(name);
+  return it == inputs.extra.end() ? at::Tensor() : it->second;
+}
+
+std::string optional_id(const std::optional<int64_t>& id) { return id ? std::to_string(*id) : "None"; }
+
+}  // namespace
+
+int64_t PreTrainedModel::floating_point_ops(const ModelInputs& inputs, bool exclude_embeddings) {
+  // _estimate_tokens
+  int64_t tokens = 0;
+  if (at::Tensor main = input_by_name(inputs, main_input_name); main.defined()) {
+    tokens = main.numel();
+  } else if (!warnings_issued.count("estimate_tokens")) {
+    logging::warning("Could not estimate the number of tokens of the input, floating-point operations will not be "
+                     "computed");
+    warnings_issued["estimate_tokens"] = true;
+  }
   return 6 * tokens * num_parameters(false, exclude_embeddings);
+}
+
+ModelInputs PreTrainedModel::dummy_inputs() const {
+  ModelInputs inputs;
+  inputs.input_ids = at::tensor(std::vector<int64_t>{7, 6, 0, 0, 1, 1, 2, 3, 0, 0, 0, 0, 0, 4, 5}).view({3, 5});
+  return inputs;
+}
+
+at::Tensor PreTrainedModel::get_extended_attention_mask(const at::Tensor& attention_mask,
+                                                        at::IntArrayRef input_shape) const {
+  return transformers::get_extended_attention_mask(attention_mask, input_shape, config->is_decoder, dtype());
+}
+
+at::Tensor PreTrainedModel::invert_attention_mask(const at::Tensor& encoder_attention_mask) const {
+  return transformers::invert_attention_mask(encoder_attention_mask, dtype());
+}
+
+void PreTrainedModel::warn_if_padding_and_no_attention_mask(const at::Tensor& input_ids,
+                                                            const at::Tensor& attention_mask) const {
+  if (attention_mask.defined() || !config->pad_token_id || !input_ids.defined() || input_ids.dim() != 2 ||
+      input_ids.size(1) == 0)
+    return;
+  // Only the first and last input ids, to keep it cheap.
+  const int64_t pad = *config->pad_token_id;
+  at::Tensor ends = input_ids.index_select(1, at::tensor(std::vector<int64_t>{input_ids.size(1) - 1, 0}));
+  if (!ends.eq(pad).any().item<bool>()) return;
+  std::string warn_string =
+      "We strongly recommend passing in an `attention_mask` since your input_ids may be padded. See "
+      "https://huggingface.co/docs/transformers/troubleshooting#incorrect-output-when-padding-tokens-arent-masked.";
+  const auto& c = *config;
+  const bool eos_is_pad = c.eos_token_id && c.eos_token_id->size() == 1 && c.eos_token_id->front() == pad;
+  if ((c.bos_token_id && *c.bos_token_id == pad) || eos_is_pad || (c.sep_token_id && *c.sep_token_id == pad)) {
+    std::string eos = !c.eos_token_id ? "None"
+                      : c.eos_token_id->size() == 1 ? std::to_string(c.eos_token_id->front())
+                                                    : fmt::format("[{}]", fmt::join(*c.eos_token_id, ", "));
+    warn_string += fmt::format(
+        "\nYou may ignore this warning if your `pad_token_id` ({}) is identical to the `bos_token_id` ({}), "
+        "`eos_token_id` ({}), or the `sep_token_id` ({}), and your input is not padded.",
+        pad, optional_id(c.bos_token_id), eos, optional_id(c.sep_token_id));
+  }
+  logging::warning_once(warn_string);
 }
 
 int64_t PreTrainedModel::get_memory_footprint() const {
@@ -458,6 +527,7 @@ LoadingInfo PreTrainedModel::load_pretrained_weights(const std::string& dir, con
     auto file_tensors = read_weights(path);
     tensors.insert(tensors.end(), file_tensors.begin(), file_tensors.end());
   }
+  if (_tp_state) distributed::shard_checkpoint(*this, tensors);  // each rank keeps only its slices
   loading_info = load_state_dict(tensors, weights.description, options.ignore_mismatched_sizes);
   return loading_info;
 }
@@ -508,12 +578,21 @@ void PreTrainedModel::save_pretrained(const std::string& save_directory, const S
                                         save_directory, fmt::join(names, ", "), class_name));
   }
   std::vector<std::pair<std::string, at::Tensor>> to_save;
+  // _keep_in_fp32_modules: as from_pretrained(torch_dtype=float16) keeps them, a float16 save keeps them float32.
+  auto keep_in_fp32 = [&](const std::string& key) {
+    std::stringstream parts(key);
+    for (std::string part; std::getline(parts, part, '.');)
+      if (std::find(_keep_in_fp32_modules.begin(), _keep_in_fp32_modules.end(), part) != _keep_in_fp32_modules.end())
+        return true;
+    return false;
+  };
   std::optional<c10::ScalarType> cast;
   if (!options.dtype.empty()) cast = dtype_from_name(options.dtype);
   for (auto& [k, t] : state) {
     if (to_delete.count(k)) continue;
     at::Tensor value = t.detach();
-    if (cast && at::isFloatingType(value.scalar_type())) value = value.to(*cast);
+    if (cast && at::isFloatingType(value.scalar_type()) && !(*cast == at::kHalf && keep_in_fp32(k)))
+      value = value.to(*cast);
     to_save.emplace_back(k, value);
   }
 
@@ -658,6 +737,8 @@ std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path_or
   model->name_or_path = path;
   model->set_attn_implementation(requested_attn);
   if (hf_quantizer) hf_quantizer->preprocess_model(*model);
+  if (!options.tp_plan.empty()) distributed::apply_tp_plan(*model, options.tp_plan);  // distributed.h
+  if (!options.pp_plan.empty()) distributed::apply_pp_plan(*model, options.pp_plan);
   model->load_pretrained_weights(path, options);
   if (hf_quantizer) {
     hf_quantizer->postprocess_model(*model);
@@ -668,6 +749,57 @@ std::shared_ptr<PreTrainedModel> from_pretrained_with(const std::string& path_or
   if (model->can_generate() && fs::exists(fs::path(path) / "generation_config.json"))
     model->generation_config = GenerationConfig::from_pretrained(path);
   return model;
+}
+
+double finfo_min(c10::ScalarType dtype) {
+  switch (dtype) {
+    case at::kBFloat16: return -3.3895313892515355e+38;
+    case at::kHalf: return -65504.0;
+    case at::kDouble: return std::numeric_limits<double>::lowest();
+    default: return std::numeric_limits<float>::lowest();
+  }
+}
+
+at::Tensor get_extended_attention_mask(const at::Tensor& attention_mask, at::IntArrayRef input_shape, bool is_decoder,
+                                       c10::ScalarType dtype) {
+  at::Tensor extended_attention_mask;
+  if (attention_mask.dim() == 3) {
+    extended_attention_mask = attention_mask.unsqueeze(1);
+  } else if (attention_mask.dim() == 2) {
+    if (is_decoder) {
+      // create_extended_attention_mask_for_decoder: causal, with the cached prefix fully visible
+      int64_t batch_size = input_shape[0], seq_length = input_shape[1];
+      at::Tensor seq_ids = at::arange(seq_length, at::TensorOptions(at::kLong).device(attention_mask.device()));
+      at::Tensor causal_mask = seq_ids.unsqueeze(0).unsqueeze(0).repeat({batch_size, seq_length, 1})
+                                   .le(seq_ids.unsqueeze(0).unsqueeze(-1))
+                                   .to(attention_mask.scalar_type());
+      if (causal_mask.size(1) < attention_mask.size(1)) {
+        int64_t prefix_seq_len = attention_mask.size(1) - causal_mask.size(1);
+        causal_mask = at::cat({at::ones({batch_size, seq_length, prefix_seq_len}, causal_mask.options()), causal_mask},
+                              -1);
+      }
+      extended_attention_mask = causal_mask.unsqueeze(1) * attention_mask.unsqueeze(1).unsqueeze(1);
+    } else {
+      extended_attention_mask = attention_mask.unsqueeze(1).unsqueeze(1);
+    }
+  } else {
+    throw ValueError("Wrong shape for input_ids (shape [" + std::to_string(input_shape[0]) + ", " +
+                     std::to_string(input_shape[1]) + "]) or attention_mask (" +
+                     std::to_string(attention_mask.dim()) + "-D): expected a 2-D or 3-D attention_mask");
+  }
+  extended_attention_mask = extended_attention_mask.to(dtype);
+  return (1.0 - extended_attention_mask) * finfo_min(dtype);
+}
+
+at::Tensor invert_attention_mask(const at::Tensor& encoder_attention_mask, c10::ScalarType dtype) {
+  at::Tensor extended;
+  if (encoder_attention_mask.dim() == 3) extended = encoder_attention_mask.unsqueeze(1);
+  else if (encoder_attention_mask.dim() == 2) extended = encoder_attention_mask.unsqueeze(1).unsqueeze(1);
+  else
+    throw ValueError("encoder_attention_mask must be 2-D or 3-D, got " + std::to_string(encoder_attention_mask.dim()) +
+                     "-D");
+  extended = extended.to(dtype);
+  return (1.0 - extended) * finfo_min(dtype);
 }
 
 std::vector<at::Tensor> get_head_mask(const at::Tensor& head_mask, int64_t num_hidden_layers, c10::ScalarType dtype) {
@@ -704,12 +836,6 @@ int64_t convert_file_size_to_int(const std::string& size) {
   // transformers: "5GB" with a trailing "b" means bits.
   if (!unit.empty() && size.back() == 'b' && unit != "B") bytes /= 8;
   return bytes;
-}
-
-std::string add_variant(const std::string& name, const std::string& variant) {
-  if (variant.empty()) return name;
-  auto dot = name.rfind('.');
-  return name.substr(0, dot) + "." + variant + name.substr(dot);
 }
 
 c10::ScalarType dtype_from_name(const std::string& raw) {

@@ -89,6 +89,10 @@ class BertAttention : public nn::Module {
   std::set<int64_t> pruned_heads;
 };
 
+// The tensor-parallel plan of a BERT-style encoder under `encoder` (distributed.h): attention heads and the
+// feed-forward split, outputs summed before each residual LayerNorm. RoBERTa/Camembert declare the same.
+void declare_bert_encoder_tp_plan(PreTrainedModel& model);
+
 class BertIntermediate : public nn::Module {
  public:
   explicit BertIntermediate(const BertConfig& config);
@@ -149,10 +153,6 @@ class BertPooler : public nn::Module {
 // ---- Shared by the BERT-architecture families (BertModel.forward and its heads; RoBERTa copies them) ----
 namespace bert {
 
-// ModuleUtilsMixin: additive masks in `dtype`, 0 to attend and finfo.min not to.
-at::Tensor get_extended_attention_mask(const at::Tensor& attention_mask, at::IntArrayRef input_shape, bool is_decoder,
-                                       c10::ScalarType dtype);
-at::Tensor invert_attention_mask(const at::Tensor& encoder_attention_mask, c10::ScalarType dtype);
 // [heads] or [layers, heads] -> one [1, H, 1, 1]-broadcastable mask per layer (undefined when no head_mask).
 
 // BertModel.forward once the embeddings are chosen: `embed(past_key_values_length)` runs the family's embeddings.

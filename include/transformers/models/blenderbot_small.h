@@ -121,6 +121,8 @@ class BlenderbotSmallPreTrainedModel : public PreTrainedModel {
   BlenderbotSmallPreTrainedModel(std::shared_ptr<BlenderbotSmallConfig> config, std::string class_name);
   const BlenderbotSmallConfig& cfg() const { return static_cast<const BlenderbotSmallConfig&>(*config); }
   void _init_weights(torch::nn::Module& module) override;
+  // [[0, 6, 10, 4, 2], [0, 8, 12, 2, pad]] as input_ids and decoder_input_ids, attention_mask = ids != pad.
+  ModelInputs dummy_inputs() const override;
 };
 
 // Reads input_ids or inputs_embeds, attention_mask, head_mask, output_attentions, output_hidden_states.

@@ -104,14 +104,6 @@ class ClvpConfig : public PretrainedConfig {
 
 // ---- Layers that torch / transformers provide in Python ----
 
-// pytorch_utils.Conv1D: a linear layer with transposed weight [nx, nf] (GPT-2 style).
-class ClvpConv1D : public nn::Module {
- public:
-  ClvpConv1D(int64_t nf, int64_t nx);
-  at::Tensor forward(const at::Tensor& x) const;
-  int64_t nf;
-  at::Tensor weight, bias;
-};
 
 // torch.nn.Conv1d (stride 1, no padding): weight [out, in, kernel_size].
 class ClvpConv1d : public nn::Module {
@@ -216,7 +208,7 @@ class ClvpDecoderMLP : public nn::Module {
  public:
   ClvpDecoderMLP(int64_t intermediate_size, const ClvpDecoderConfig& config);
   at::Tensor forward(const at::Tensor& hidden_states) const;
-  std::shared_ptr<ClvpConv1D> c_fc, c_proj;
+  std::shared_ptr<nn::Conv1D> c_fc, c_proj;
   nn::Activation act;
   double dropout;
 };

@@ -45,14 +45,8 @@ class GPT2Config : public PretrainedConfig {
   bool reorder_and_upcast_attn = false;
 };
 
-// pytorch_utils.Conv1D: a linear layer with the weight stored transposed, [nx (in), nf (out)], as in the checkpoints.
-class Conv1D : public nn::Module {
- public:
-  Conv1D(int64_t nf, int64_t nx);
-  at::Tensor forward(const at::Tensor& x) const;  // addmm(bias, x, weight)
-  int64_t nf;
-  at::Tensor weight, bias;
-};
+// pytorch_utils.Conv1D (nn.h): the weight stored transposed, [nx (in), nf (out)], as in the checkpoints.
+using nn::Conv1D;
 
 // pytorch_utils.prune_conv1d_layer, in place: keeps entries `index` of the weight along `dim` (1: outputs, 0: inputs).
 void prune_conv1d_layer(Conv1D& layer, const at::Tensor& index, int64_t dim = 1);

@@ -166,6 +166,8 @@ class T5PreTrainedModel : public PreTrainedModel {
   T5PreTrainedModel(std::shared_ptr<T5Config> config, std::string class_name);
   const T5Config& cfg() const { return static_cast<const T5Config&>(*config); }
   void _init_weights(torch::nn::Module& module) override;
+  // input_ids and decoder_input_ids DUMMY_INPUTS, decoder_attention_mask DUMMY_MASK.
+  ModelInputs dummy_inputs() const override;
   // New rows of a resized embedding / untied head keep torch's default init (T5's _init_weights has no branch for a
   // bare nn.Embedding or nn.Linear).
   std::shared_ptr<nn::Embedding> resize_token_embeddings(

@@ -53,20 +53,6 @@ TFCPP_REGISTER_CONFIG("roberta", BertConfig);
 
 TFCPP_REGISTER_CONFIG("bert", BertConfig);
 
-namespace {
-
-// torch.finfo(dtype).min
-double finfo_min(c10::ScalarType dtype) {
-  switch (dtype) {
-    case at::kBFloat16: return -3.3895313892515355e+38;
-    case at::kHalf: return -65504.0;
-    case at::kDouble: return std::numeric_limits<double>::lowest();
-    default: return std::numeric_limits<float>::lowest();
-  }
-}
-
-}  // namespace
-
 namespace bert {
 void check_ids_in_range(const at::Tensor& ids, int64_t size, const char* what, const char* limit) {
   if (ids.numel() == 0) return;
@@ -389,49 +375,6 @@ void BertEncoder::prune_heads(const std::map<int64_t, std::vector<int64_t>>& hea
 
 namespace bert {
 
-at::Tensor get_extended_attention_mask(const at::Tensor& attention_mask, at::IntArrayRef input_shape, bool is_decoder,
-                                       c10::ScalarType dtype) {
-  at::Tensor extended_attention_mask;
-  if (attention_mask.dim() == 3) {
-    extended_attention_mask = attention_mask.unsqueeze(1);
-  } else if (attention_mask.dim() == 2) {
-    if (is_decoder) {
-      // create_extended_attention_mask_for_decoder: causal, with the cached prefix fully visible
-      int64_t batch_size = input_shape[0], seq_length = input_shape[1];
-      at::Tensor seq_ids = at::arange(seq_length, at::TensorOptions(at::kLong).device(attention_mask.device()));
-      at::Tensor causal_mask = seq_ids.unsqueeze(0).unsqueeze(0).repeat({batch_size, seq_length, 1})
-                                   .le(seq_ids.unsqueeze(0).unsqueeze(-1))
-                                   .to(attention_mask.scalar_type());
-      if (causal_mask.size(1) < attention_mask.size(1)) {
-        int64_t prefix_seq_len = attention_mask.size(1) - causal_mask.size(1);
-        causal_mask = at::cat({at::ones({batch_size, seq_length, prefix_seq_len}, causal_mask.options()), causal_mask},
-                              -1);
-      }
-      extended_attention_mask = causal_mask.unsqueeze(1) * attention_mask.unsqueeze(1).unsqueeze(1);
-    } else {
-      extended_attention_mask = attention_mask.unsqueeze(1).unsqueeze(1);
-    }
-  } else {
-    throw ValueError("Wrong shape for input_ids (shape [" + std::to_string(input_shape[0]) + ", " +
-                     std::to_string(input_shape[1]) + "]) or attention_mask (" +
-                     std::to_string(attention_mask.dim()) + "-D): expected a 2-D or 3-D attention_mask");
-  }
-  extended_attention_mask = extended_attention_mask.to(dtype);
-  return (1.0 - extended_attention_mask) * finfo_min(dtype);
-}
-
-at::Tensor invert_attention_mask(const at::Tensor& encoder_attention_mask, c10::ScalarType dtype) {
-  at::Tensor extended;
-  if (encoder_attention_mask.dim() == 3) extended = encoder_attention_mask.unsqueeze(1);
-  else if (encoder_attention_mask.dim() == 2) extended = encoder_attention_mask.unsqueeze(1).unsqueeze(1);
-  else
-    throw ValueError("encoder_attention_mask must be 2-D or 3-D, got " + std::to_string(encoder_attention_mask.dim()) +
-                     "-D");
-  extended = extended.to(dtype);
-  return (1.0 - extended) * finfo_min(dtype);
-}
-
-
 ModelOutput model_forward(const BertConfig& c, const ModelInputs& in, c10::ScalarType dtype,
                           bool checkpointing, const std::function<at::Tensor(int64_t)>& embed,
                           const BertEncoder& encoder, const BertPooler* pooler) {
@@ -611,11 +554,32 @@ void move_encoder_outputs(ModelOutput& from, ModelOutput& to) {
 
 // ---- BertModel ----
 
+void declare_bert_encoder_tp_plan(PreTrainedModel& model) {
+  model.base_model_tp_plan = {{"encoder.layer.*.attention.self.query", "colwise"},
+                              {"encoder.layer.*.attention.self.key", "colwise"},
+                              {"encoder.layer.*.attention.self.value", "colwise"},
+                              {"encoder.layer.*.attention.output.dense", "rowwise"},
+                              {"encoder.layer.*.intermediate.dense", "colwise"},
+                              {"encoder.layer.*.output.dense", "rowwise"}};
+  model._tp_attention = {{"encoder.layer.*.attention", {}, {}, {},
+                          [](torch::nn::Module& m) {
+                            auto& a = *dynamic_cast<BertAttention&>(m).self;
+                            return distributed::TPHeads{a.num_attention_heads, a.num_attention_heads,
+                                                        a.attention_head_size};
+                          },
+                          [](torch::nn::Module& m, const distributed::TPHeads& h) {
+                            auto& a = *dynamic_cast<BertAttention&>(m).self;
+                            a.num_attention_heads = h.num_heads;
+                            a.all_head_size = h.num_heads * h.head_dim;
+                          }}};
+}
+
 BertModel::BertModel(std::shared_ptr<BertConfig> config, bool add_pooling_layer)
     : BertPreTrainedModel(config, "BertModel") {
   embeddings = register_module("embeddings", std::make_shared<BertEmbeddings>(*config));
   encoder = register_module("encoder", std::make_shared<BertEncoder>(*config));
   if (add_pooling_layer) pooler = register_module("pooler", std::make_shared<BertPooler>(*config));
+  declare_bert_encoder_tp_plan(*this);
   post_init();
 }
 
@@ -632,6 +596,8 @@ void BertModel::_prune_heads(const std::map<int64_t, std::vector<int64_t>>& head
 }
 
 ModelOutput BertModel::forward(const ModelInputs& in) {
+  if (in.input_ids.defined() && !in.inputs_embeds.defined())
+    warn_if_padding_and_no_attention_mask(in.input_ids, in.attention_mask);
   return bert::model_forward(
       cfg(), in, dtype(), gradient_checkpointing && is_training(),
       [&](int64_t past_key_values_length) {

@@ -69,15 +69,6 @@ TFCPP_REGISTER_CONFIG("blenderbot-small", BlenderbotSmallConfig);
 
 namespace {
 
-double finfo_min(c10::ScalarType dtype) {
-  switch (dtype) {
-    case at::kDouble: return std::numeric_limits<double>::lowest();
-    case at::kBFloat16: return -3.3895313892515355e+38;
-    case at::kHalf: return -65504.0;
-    default: return std::numeric_limits<float>::lowest();
-  }
-}
-
 // _prepare_4d_attention_mask (AttentionMaskConverter._expand_mask): [B, S] -> [B, 1, T, S], 0 where attended and
 // finfo.min where masked.
 at::Tensor prepare_4d_attention_mask(const at::Tensor& mask, c10::ScalarType dtype, int64_t tgt_len = -1) {
@@ -395,6 +386,15 @@ BlenderbotSmallPreTrainedModel::BlenderbotSmallPreTrainedModel(std::shared_ptr<B
   supports_gradient_checkpointing = true;
 }
 
+ModelInputs BlenderbotSmallPreTrainedModel::dummy_inputs() const {
+  const int64_t pad = cfg().pad_token_id.value_or(0);
+  ModelInputs inputs;
+  inputs.input_ids = at::tensor(std::vector<int64_t>{0, 6, 10, 4, 2, 0, 8, 12, 2, pad}).view({2, 5});
+  inputs.attention_mask = inputs.input_ids.ne(pad);
+  inputs.decoder_input_ids = inputs.input_ids;
+  return inputs;
+}
+
 void BlenderbotSmallPreTrainedModel::_init_weights(torch::nn::Module& module) {
   double std = cfg().init_std;
   if (auto* linear = dynamic_cast<nn::Linear*>(&module)) {
@@ -444,6 +444,7 @@ ModelOutput BlenderbotSmallEncoder::forward(const ModelInputs& in) {
     throw ValueError("You cannot specify both input_ids and inputs_embeds at the same time");
   if (!in.input_ids.defined() && !in.inputs_embeds.defined())
     throw ValueError("You have to specify either input_ids or inputs_embeds");
+  if (in.input_ids.defined()) warn_if_padding_and_no_attention_mask(in.input_ids, in.attention_mask);
   at::Tensor inputs_embeds = in.inputs_embeds;
   std::vector<int64_t> input_shape;
   if (in.input_ids.defined()) {

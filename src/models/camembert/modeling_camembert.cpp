@@ -1,5 +1,5 @@
 // Port of transformers/models/camembert/{configuration,modeling}_camembert.py (4.40.2): RoBERTa under the Camembert
-// names; CamembertPreTrainedModel declares no _no_split_modules.
+// names; CamembertPreTrainedModel declares an empty _no_split_modules.
 #include "transformers/models/camembert.h"
 
 #include "transformers/auto.h"
@@ -10,7 +10,7 @@ TFCPP_REGISTER_CONFIG("camembert", CamembertConfig);
 
 CamembertModel::CamembertModel(std::shared_ptr<CamembertConfig> config, bool add_pooling_layer)
     : RobertaModel(config, add_pooling_layer, "Camembert") {
-  _no_split_modules.clear();
+  _no_split_modules = std::vector<std::string>{};
 }
 std::shared_ptr<CamembertModel> CamembertModel::from_pretrained(const std::string& path,
                                                                 const FromPretrainedOptions& options) {
@@ -20,7 +20,7 @@ TFCPP_REGISTER_MODEL("camembert", "base", CamembertModel, CamembertConfig);
 
 CamembertForCausalLM::CamembertForCausalLM(std::shared_ptr<CamembertConfig> config)
     : RobertaForCausalLM(config, "Camembert") {
-  _no_split_modules.clear();
+  _no_split_modules = std::vector<std::string>{};
 }
 std::shared_ptr<CamembertForCausalLM> CamembertForCausalLM::from_pretrained(const std::string& path,
                                                                             const FromPretrainedOptions& options) {
@@ -30,7 +30,7 @@ TFCPP_REGISTER_MODEL("camembert", "causal-lm", CamembertForCausalLM, CamembertCo
 
 CamembertForMaskedLM::CamembertForMaskedLM(std::shared_ptr<CamembertConfig> config)
     : RobertaForMaskedLM(config, "Camembert") {
-  _no_split_modules.clear();
+  _no_split_modules = std::vector<std::string>{};
 }
 std::shared_ptr<CamembertForMaskedLM> CamembertForMaskedLM::from_pretrained(const std::string& path,
                                                                             const FromPretrainedOptions& options) {
@@ -40,7 +40,7 @@ TFCPP_REGISTER_MODEL("camembert", "masked-lm", CamembertForMaskedLM, CamembertCo
 
 CamembertForSequenceClassification::CamembertForSequenceClassification(std::shared_ptr<CamembertConfig> config)
     : RobertaForSequenceClassification(config, "Camembert") {
-  _no_split_modules.clear();
+  _no_split_modules = std::vector<std::string>{};
 }
 std::shared_ptr<CamembertForSequenceClassification> CamembertForSequenceClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
@@ -50,7 +50,7 @@ TFCPP_REGISTER_MODEL("camembert", "sequence-classification", CamembertForSequenc
 
 CamembertForMultipleChoice::CamembertForMultipleChoice(std::shared_ptr<CamembertConfig> config)
     : RobertaForMultipleChoice(config, "Camembert") {
-  _no_split_modules.clear();
+  _no_split_modules = std::vector<std::string>{};
 }
 std::shared_ptr<CamembertForMultipleChoice> CamembertForMultipleChoice::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
@@ -60,7 +60,7 @@ TFCPP_REGISTER_MODEL("camembert", "multiple-choice", CamembertForMultipleChoice,
 
 CamembertForTokenClassification::CamembertForTokenClassification(std::shared_ptr<CamembertConfig> config)
     : RobertaForTokenClassification(config, "Camembert") {
-  _no_split_modules.clear();
+  _no_split_modules = std::vector<std::string>{};
 }
 std::shared_ptr<CamembertForTokenClassification> CamembertForTokenClassification::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {
@@ -70,7 +70,7 @@ TFCPP_REGISTER_MODEL("camembert", "token-classification", CamembertForTokenClass
 
 CamembertForQuestionAnswering::CamembertForQuestionAnswering(std::shared_ptr<CamembertConfig> config)
     : RobertaForQuestionAnswering(config, "Camembert") {
-  _no_split_modules.clear();
+  _no_split_modules = std::vector<std::string>{};
 }
 std::shared_ptr<CamembertForQuestionAnswering> CamembertForQuestionAnswering::from_pretrained(
     const std::string& path, const FromPretrainedOptions& options) {

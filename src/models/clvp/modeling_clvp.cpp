@@ -15,16 +15,6 @@ namespace transformers {
 
 namespace {
 
-// torch.finfo(dtype).min
-double dtype_min(c10::ScalarType dtype) {
-  switch (dtype) {
-    case at::kBFloat16: return -3.3895313892515355e+38;
-    case at::kHalf: return -65504.0;
-    case at::kDouble: return std::numeric_limits<double>::lowest();
-    default: return std::numeric_limits<float>::lowest();
-  }
-}
-
 std::string shape_str(at::IntArrayRef sizes) { return c10::str(sizes); }
 
 // Token ids must index an embedding table of `size` rows (an out-of-range id is a caller error, not an abort).
@@ -41,13 +31,13 @@ at::Tensor expand_mask(const at::Tensor& mask, c10::ScalarType dtype, int64_t tg
   int64_t bsz = mask.size(0), src_len = mask.size(1);
   at::Tensor expanded_mask = mask.unsqueeze(1).unsqueeze(1).expand({bsz, 1, tgt_len, src_len}).to(dtype);
   at::Tensor inverted_mask = 1.0 - expanded_mask;
-  return inverted_mask.masked_fill(inverted_mask.to(at::kBool), dtype_min(dtype));
+  return inverted_mask.masked_fill(inverted_mask.to(at::kBool), finfo_min(dtype));
 }
 
 // AttentionMaskConverter._make_causal_mask: [B, 1, tgt_len, past + tgt_len].
 at::Tensor make_causal_mask(int64_t bsz, int64_t tgt_len, const at::TensorOptions& options,
                             int64_t past_key_values_length) {
-  at::Tensor mask = at::full({tgt_len, tgt_len}, dtype_min(options.dtype().toScalarType()), options);
+  at::Tensor mask = at::full({tgt_len, tgt_len}, finfo_min(options.dtype().toScalarType()), options);
   at::Tensor mask_cond = at::arange(mask.size(-1), options.dtype(at::kLong));
   mask.masked_fill_(mask_cond.lt((mask_cond + 1).view({mask.size(-1), 1})), 0);
   if (past_key_values_length > 0)
@@ -70,7 +60,7 @@ at::Tensor prepare_4d_causal_attention_mask(const at::Tensor& attention_mask, in
     at::Tensor expanded_attn_mask = expand_mask(attention_mask, dtype, query_length);
     if (query_length > 1) {
       at::Tensor causal_4d_mask = make_causal_mask(bsz, query_length, options, key_value_length - query_length);
-      expanded_attn_mask = causal_4d_mask.masked_fill(expanded_attn_mask.to(at::kBool), dtype_min(dtype));
+      expanded_attn_mask = causal_4d_mask.masked_fill(expanded_attn_mask.to(at::kBool), finfo_min(dtype));
     }
     return expanded_attn_mask;
   }
@@ -81,7 +71,7 @@ at::Tensor prepare_4d_causal_attention_mask(const at::Tensor& attention_mask, in
                        shape_str(expected) + ".");
     // if the 4D mask has correct shape - invert it and fill with negative infinity
     at::Tensor inverted_mask = 1.0 - attention_mask.to(dtype);
-    return inverted_mask.masked_fill(inverted_mask.to(at::kBool), dtype_min(dtype));
+    return inverted_mask.masked_fill(inverted_mask.to(at::kBool), finfo_min(dtype));
   }
   if (attention_mask.defined())
     throw ValueError("attention_mask must be 2-D [batch, seq] or 4-D, got " + std::to_string(attention_mask.dim()) + "-D");
@@ -123,16 +113,6 @@ at::Tensor clvp_loss(const at::Tensor& similarity) {
 
 // ---- Layers that torch / transformers provide in Python ----
 
-ClvpConv1D::ClvpConv1D(int64_t nf_, int64_t nx) : nf(nf_) {
-  bind_parameter("weight", &weight, at::empty({nx, nf}).normal_(0.0, 0.02));
-  bind_parameter("bias", &bias, at::zeros({nf}));
-}
-
-at::Tensor ClvpConv1D::forward(const at::Tensor& x) const {
-  std::vector<int64_t> size_out(x.sizes().begin(), x.sizes().end());
-  size_out.back() = nf;
-  return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(size_out);
-}
 
 ClvpConv1d::ClvpConv1d(int64_t in_channels, int64_t out_channels, int64_t kernel_size) {
   // torch's reset_parameters (kaiming_uniform_ with a = sqrt(5)) draws from U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -365,8 +345,8 @@ ClvpSelfAttention::Output ClvpEncoderLayer::forward(const at::Tensor& hidden_sta
 
 ClvpDecoderMLP::ClvpDecoderMLP(int64_t intermediate_size, const ClvpDecoderConfig& config)
     : act(nn::get_activation(config.activation_function)), dropout(config.resid_pdrop) {
-  c_fc = register_module("c_fc", std::make_shared<ClvpConv1D>(intermediate_size, config.hidden_size));
-  c_proj = register_module("c_proj", std::make_shared<ClvpConv1D>(config.hidden_size, intermediate_size));
+  c_fc = register_module("c_fc", std::make_shared<nn::Conv1D>(intermediate_size, config.hidden_size));
+  c_proj = register_module("c_proj", std::make_shared<nn::Conv1D>(config.hidden_size, intermediate_size));
 }
 
 at::Tensor ClvpDecoderMLP::forward(const at::Tensor& hidden_states) const {
@@ -588,7 +568,7 @@ void ClvpPreTrainedModel::_init_weights(torch::nn::Module& module) {
       linear->weight.normal_(0.0, factor * 0.02);
       if (linear->bias.defined()) linear->bias.zero_();
     }
-  } else if (auto* conv = dynamic_cast<ClvpConv1D*>(&module)) {
+  } else if (auto* conv = dynamic_cast<nn::Conv1D*>(&module)) {
     conv->weight.normal_(0.0, factor * 0.02);
     conv->bias.zero_();
   } else if (auto* conv = dynamic_cast<ClvpConv1d*>(&module)) {
@@ -652,6 +632,7 @@ ModelOutput ClvpEncoder::forward(const ModelInputs& in) {
   } else if (in.input_ids.defined()) {
     if (in.input_ids.dim() != 2) throw ValueError("input_ids must be 2-D [batch, seq], got " + shape_str(in.input_ids.sizes()));
     check_ids(in.input_ids, c.vocab_size, "ClvpEncoder input_ids");
+    warn_if_padding_and_no_attention_mask(in.input_ids, in.attention_mask);
     seq_length = in.input_ids.size(1);
     inputs_embeds = token_embedding->forward(in.input_ids);
   } else if (in.inputs_embeds.defined()) {
@@ -746,6 +727,7 @@ ModelOutput ClvpDecoder::forward(const ModelInputs& in) {
   } else if (in.input_ids.defined()) {
     if (in.input_ids.dim() != 2) throw ValueError("input_ids must be 2-D [batch, seq], got " + shape_str(in.input_ids.sizes()));
     check_ids(in.input_ids, c.vocab_size, "ClvpDecoder input_ids");
+    warn_if_padding_and_no_attention_mask(in.input_ids, in.attention_mask);
     input_shape = in.input_ids.sizes().vec();
   } else if (in.inputs_embeds.defined()) {
     if (in.inputs_embeds.dim() != 3 || in.inputs_embeds.size(2) != c.hidden_size)

@@ -57,16 +57,6 @@ namespace {
 
 using nn::dropout;
 
-// torch.finfo(dtype).min
-double finfo_min(c10::ScalarType dtype) {
-  switch (dtype) {
-    case at::kBFloat16: return -3.3895313892515355e+38;
-    case at::kHalf: return -65504.0;
-    case at::kDouble: return std::numeric_limits<double>::lowest();
-    default: return std::numeric_limits<float>::lowest();
-  }
-}
-
 void check_ids_in_range(const at::Tensor& ids, int64_t size, const char* what, const char* limit) {
   if (ids.numel() == 0) return;
   int64_t low = ids.min().item<int64_t>(), high = ids.max().item<int64_t>();
@@ -77,19 +67,7 @@ void check_ids_in_range(const at::Tensor& ids, int64_t size, const char* what, c
 
 }  // namespace
 
-// ---- Conv1D (pytorch_utils) ----
-
-Conv1D::Conv1D(int64_t nf_, int64_t nx) : nf(nf_) {
-  bind_parameter("weight", &weight, at::empty({nx, nf}));
-  bind_parameter("bias", &bias, at::zeros({nf}));
-}
-
-at::Tensor Conv1D::forward(const at::Tensor& x) const {
-  std::vector<int64_t> size_out(x.sizes().begin(), x.sizes().end());
-  size_out.back() = nf;
-  at::Tensor out = at::addmm(bias, x.reshape({-1, x.size(-1)}), weight);
-  return out.view(size_out);
-}
+// ---- pytorch_utils.prune_conv1d_layer ----
 
 void prune_conv1d_layer(Conv1D& layer, const at::Tensor& index, int64_t dim) {
   at::NoGradGuard no_grad;
@@ -98,6 +76,7 @@ void prune_conv1d_layer(Conv1D& layer, const at::Tensor& index, int64_t dim) {
   layer.replace_parameter("weight", w.set_requires_grad(layer.weight.requires_grad()));
   layer.replace_parameter("bias", b.contiguous().set_requires_grad(layer.bias.requires_grad()));
   layer.nf = layer.weight.size(1);
+  layer.nx = layer.weight.size(0);
 }
 
 // ---- GPT2Attention ----
@@ -392,6 +371,22 @@ GPT2Model::GPT2Model(std::shared_ptr<GPT2Config> config)
   h = register_module("h", std::make_shared<nn::ModuleList<GPT2Block>>());
   for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(std::make_shared<GPT2Block>(c, i));
   ln_f = register_module("ln_f", std::make_shared<nn::LayerNorm>(embed_dim, c.layer_norm_epsilon));
+  // Tensor parallelism (distributed.h): c_attn holds [q | k | v], split by heads in each part.
+  base_model_tp_plan = {{"wte", "vocab"},
+                        {"h.*.attn.c_attn", "colwise"},
+                        {"h.*.attn.c_proj", "rowwise"},
+                        {"h.*.mlp.c_fc", "colwise"},
+                        {"h.*.mlp.c_proj", "rowwise"}};
+  _tp_attention = {{"h.*.attn", {}, {"c_attn"}, {},
+                    [](torch::nn::Module& m) {
+                      auto& a = dynamic_cast<GPT2Attention&>(m);
+                      return distributed::TPHeads{a.num_heads, a.num_heads, a.head_dim};
+                    },
+                    [](torch::nn::Module& m, const distributed::TPHeads& h) {
+                      auto& a = dynamic_cast<GPT2Attention&>(m);
+                      a.num_heads = h.num_heads;
+                      a.split_size = h.num_heads * h.head_dim;
+                    }}};
   post_init();
 }
 
@@ -420,6 +415,7 @@ ModelOutput GPT2Model::forward(const ModelInputs& in) {
     throw ValueError("You cannot specify both input_ids and inputs_embeds at the same time");
   if (!in.input_ids.defined() && !in.inputs_embeds.defined())
     throw ValueError("You have to specify either input_ids or inputs_embeds");
+  if (in.input_ids.defined()) warn_if_padding_and_no_attention_mask(in.input_ids, in.attention_mask);
   at::Tensor input_ids = in.input_ids;
   std::vector<int64_t> input_shape;
   if (input_ids.defined()) {
@@ -469,12 +465,7 @@ ModelOutput GPT2Model::forward(const ModelInputs& in) {
                           ? in.encoder_attention_mask
                           : at::ones({encoder_hidden_states.size(0), encoder_hidden_states.size(1)},
                                      at::TensorOptions(dtype).device(device));
-    // invert_attention_mask
-    at::Tensor extended;
-    if (mask.dim() == 3) extended = mask.unsqueeze(1);
-    else if (mask.dim() == 2) extended = mask.unsqueeze(1).unsqueeze(1);
-    else throw ValueError("encoder_attention_mask must be 2-D or 3-D, got " + std::to_string(mask.dim()) + "-D");
-    encoder_attention_mask = (1.0 - extended.to(dtype)) * finfo_min(dtype);
+    encoder_attention_mask = transformers::invert_attention_mask(mask, dtype);
   }
 
   std::vector<at::Tensor> head_mask = get_head_mask(in.head_mask, c.n_layer, dtype);
@@ -532,6 +523,7 @@ GPT2LMHeadModel::GPT2LMHeadModel(std::shared_ptr<GPT2Config> config) : GPT2PreTr
   _tied_weights_keys = {"lm_head.weight"};
   transformer = register_module("transformer", std::make_shared<GPT2Model>(config));
   lm_head = register_module("lm_head", std::make_shared<nn::Linear>(config->n_embd, config->vocab_size, false));
+  _tp_plan = {{"lm_head", "colwise_rep"}};
   post_init();
 }
 

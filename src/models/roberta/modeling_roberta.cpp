@@ -117,6 +117,7 @@ RobertaModel::RobertaModel(std::shared_ptr<RobertaConfig> config, bool add_pooli
   embeddings = register_module("embeddings", std::make_shared<RobertaEmbeddings>(*config));
   encoder = register_module("encoder", std::make_shared<RobertaEncoder>(*config));
   if (add_pooling_layer) pooler = register_module("pooler", std::make_shared<RobertaPooler>(*config));
+  declare_bert_encoder_tp_plan(*this);
   post_init();
 }
 
@@ -134,6 +135,8 @@ void RobertaModel::_prune_heads(const std::map<int64_t, std::vector<int64_t>>& h
 }
 
 ModelOutput RobertaModel::forward(const ModelInputs& in) {
+  if (in.input_ids.defined() && !in.inputs_embeds.defined())
+    warn_if_padding_and_no_attention_mask(in.input_ids, in.attention_mask);
   return bert::model_forward(
       cfg(), in, dtype(), gradient_checkpointing && is_training(),
       [&](int64_t past_key_values_length) {

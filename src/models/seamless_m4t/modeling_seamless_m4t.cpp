@@ -322,6 +322,7 @@ at::Tensor SeamlessM4THifiGan::forward(const at::Tensor& input_embeds) const {
 SeamlessM4TCodeHifiGan::SeamlessM4TCodeHifiGan(std::shared_ptr<SeamlessM4TConfig> config)
     : PreTrainedModel(config, "SeamlessM4TCodeHifiGan"), pad_token_id(config->t2u_pad_token_id) {
   main_input_name = "input_embeds";
+  _no_split_modules = std::vector<std::string>{};
   // Weight-norm checkpoints saved with torch.nn.utils.parametrizations.weight_norm (torch >= 2.1) use the names of
   // torch.nn.utils.weight_norm, as transformers' _fix_key does on torch without parametrizations.weight_norm.
   checkpoint_key_renames = {{"gamma", "weight"},

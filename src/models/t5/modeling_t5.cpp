@@ -370,11 +370,20 @@ T5Block::Output T5Block::forward(const at::Tensor& hidden_states_in, const at::T
 
 // ---- T5PreTrainedModel ----
 
+ModelInputs T5PreTrainedModel::dummy_inputs() const {
+  ModelInputs inputs = PreTrainedModel::dummy_inputs();
+  inputs.decoder_input_ids = inputs.input_ids;
+  inputs.decoder_attention_mask =
+      at::tensor(std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1}).view({3, 5});  // DUMMY_MASK
+  return inputs;
+}
+
 T5PreTrainedModel::T5PreTrainedModel(std::shared_ptr<T5Config> config, std::string class_name)
     : PreTrainedModel(std::move(config), std::move(class_name)) {
   base_model_prefix = "transformer";
   supports_gradient_checkpointing = true;
   _no_split_modules = {"T5Block"};
+  _keep_in_fp32_modules = {"wo"};
   // T5_ATTENTION_CLASSES does not exist in transformers 4.40: eager only; the base class refuses sdpa / flash.
   _supports_sdpa = false;
   _supports_flash_attn_2 = false;
@@ -465,6 +474,25 @@ T5Stack::T5Stack(std::shared_ptr<T5Config> config, std::shared_ptr<nn::Embedding
   block = register_module("block", std::make_shared<nn::ModuleList<T5Block>>());
   for (int64_t i = 0; i < c.num_layers; ++i) block->push_back(std::make_shared<T5Block>(c, i == 0));
   final_layer_norm = register_module("final_layer_norm", std::make_shared<T5LayerNorm>(c.d_model, c.layer_norm_epsilon));
+  // Tensor parallelism (distributed.h): self/cross attention by heads (the relative bias table by its head columns),
+  // feed-forward split; embeddings and lm_head replicated.
+  base_model_tp_plan = {{"block.*.layer.*.SelfAttention.q", "colwise"},   {"block.*.layer.*.SelfAttention.k", "colwise"},
+                        {"block.*.layer.*.SelfAttention.v", "colwise"},   {"block.*.layer.*.SelfAttention.o", "rowwise"},
+                        {"block.*.layer.*.EncDecAttention.q", "colwise"}, {"block.*.layer.*.EncDecAttention.k", "colwise"},
+                        {"block.*.layer.*.EncDecAttention.v", "colwise"}, {"block.*.layer.*.EncDecAttention.o", "rowwise"},
+                        {"block.*.layer.*.DenseReluDense.wi", "colwise"}, {"block.*.layer.*.DenseReluDense.wi_0", "colwise"},
+                        {"block.*.layer.*.DenseReluDense.wi_1", "colwise"}, {"block.*.layer.*.DenseReluDense.wo", "rowwise"}};
+  auto get_heads = [](torch::nn::Module& m) {
+    auto& a = dynamic_cast<T5Attention&>(m);
+    return distributed::TPHeads{a.n_heads, a.n_heads, a.key_value_proj_dim};
+  };
+  auto set_heads = [](torch::nn::Module& m, const distributed::TPHeads& h) {
+    auto& a = dynamic_cast<T5Attention&>(m);
+    a.n_heads = h.num_heads;
+    a.inner_dim = h.num_heads * h.head_dim;
+  };
+  _tp_attention = {{"block.*.layer.*.SelfAttention", {}, {}, {"relative_attention_bias"}, get_heads, set_heads},
+                   {"block.*.layer.*.EncDecAttention", {}, {}, {"relative_attention_bias"}, get_heads, set_heads}};
   post_init();
 }
 
@@ -524,7 +552,7 @@ ModelOutput T5Stack::forward(const ModelInputs& in) {
     throw ValueError(err_msg_prefix + "attention_mask should be of size [" + std::to_string(batch_size) + ", " +
                      std::to_string(mask_seq_length) + "], but is " + c10::str(attention_mask.sizes()));
   at::Tensor extended_attention_mask =
-      bert::get_extended_attention_mask(attention_mask, {batch_size, seq_length}, is_decoder, dtype);
+      transformers::get_extended_attention_mask(attention_mask, {batch_size, seq_length}, is_decoder, dtype);
 
   const at::Tensor& encoder_hidden_states = in.encoder_hidden_states;
   at::Tensor encoder_extended_attention_mask;
@@ -538,7 +566,7 @@ ModelOutput T5Stack::forward(const ModelInputs& in) {
          encoder_attention_mask.size(1) != encoder_hidden_states.size(1)))
       throw ValueError("attention_mask shape " + c10::str(encoder_attention_mask.sizes()) +
                        " does not match the encoder states " + c10::str(encoder_hidden_states.sizes()));
-    encoder_extended_attention_mask = bert::invert_attention_mask(encoder_attention_mask, dtype);
+    encoder_extended_attention_mask = transformers::invert_attention_mask(encoder_attention_mask, dtype);
   }
 
   // Prepare head mask if needed
