@@ -5,9 +5,9 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
 DEB_PACKAGES = build-essential cmake ninja-build libtorch-dev libopenblas-dev nlohmann-json3-dev \
                libfmt-dev libcli11-dev libgtest-dev libgmock-dev ccache lld \
-               libcurl4-openssl-dev libcpp-httplib-dev libicu-dev
+               libcurl4-openssl-dev libcpp-httplib-dev libicu-dev libgloo-dev
 
-.PHONY: all deps install-packages build demo test bench clean fuzz fuzz-build test-asan
+.PHONY: all deps install-packages build demo test bench clean fuzz fuzz-build test-asan fuzz-smoke
 
 all: build
 
@@ -33,8 +33,10 @@ build: deps $(BUILD_DIR)/build.ninja
 demo: build
 	./$(BUILD_DIR)/tfcpp generate --model models/stories260K --prompt "Once upon a time" --max-new-tokens 64
 
+# The unit tests, then a bounded ASan+UBSan fuzz run of the file parsers (fuzz-smoke, below).
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 bench: build
 	./$(BUILD_DIR)/tfcpp bench --model models/stories260K
@@ -54,6 +56,17 @@ fuzz-build: build-fuzz/build.ninja
 
 fuzz: fuzz-build
 	fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+# make test's part: only the parsers and the fuzz targets (a few translation units) under ASan+UBSan, each target
+# FUZZ_SMOKE_SECONDS on its seed corpus plus the hostile files of tests/fixtures/hostile.
+FUZZ_SMOKE_SECONDS ?= 30
+build-fuzz-smoke/build.ninja:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES) clang"
+	CXX=clang++ cmake -S . -B build-fuzz-smoke -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTFCPP_FUZZ_SMOKE=ON
+
+fuzz-smoke: build-fuzz-smoke/build.ninja
+	cmake --build build-fuzz-smoke -j $(JOBS) --target fuzz_all
+	fuzz/run.sh build-fuzz-smoke $(FUZZ_SMOKE_SECONDS)
 
 test-asan: build-fuzz/build.ninja
 	cmake --build build-fuzz -j $(JOBS) --target transformers_tests tfcpp

@@ -21,6 +21,19 @@ for target in "$build"/fuzz_*; do
   corpus="$work/$name"
   rm -rf "$corpus" && mkdir -p "$corpus"
   [ -d "$here/corpus/$name" ] && cp "$here/corpus/$name"/* "$corpus/"
+  # The hostile corpus of the tests (tests/fixtures/hostile) seeds the target that reads that kind of file.
+  case $name in
+    fuzz_safetensors) kinds="safetensors" ;;
+    fuzz_config) kinds="config generation" ;;
+    fuzz_tokenizer_json) kinds="tokenizer" ;;
+    fuzz_index) kinds="index" ;;
+    *) kinds="" ;;
+  esac
+  for kind in $kinds; do
+    find "$here/../tests/fixtures/hostile/$kind" -type f -size -4M | while read -r file; do
+      cp "$file" "$corpus/hostile-$kind-$(echo "${file#*/hostile/$kind/}" | tr / _)"
+    done
+  done
   log="$build/$name.log"
   "$target" "$corpus" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=16384 \
     -artifact_prefix="$artifacts/$name-" -print_final_stats=1 >"$log" 2>&1
