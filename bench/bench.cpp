@@ -171,7 +171,8 @@ void gemv_table(const std::vector<int>& threads, int reps, std::map<int, Limits>
   for (int t : threads) {
     init_runtime(t);
     if (roofline && !limits.count(t)) limits[t] = measure_limits();
-    for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{2048, 768}, {32000, 768}, {4096, 4096}}) {
+    for (const auto& shape : std::vector<std::pair<int64_t, int64_t>>{{2048, 768}, {32000, 768}, {4096, 4096}}) {
+      const int64_t out = shape.first, in = shape.second;  // not a structured binding: lambdas below capture them
       for (auto dtype : {at::kFloat, at::kBFloat16}) {
         at::Tensor w = at::randn({out, in}).to(dtype), x = at::randn({1, in}).to(dtype);
         const double bytes = static_cast<double>(w.numel() * w.element_size());
