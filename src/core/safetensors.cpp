@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <tuple>
@@ -285,7 +286,12 @@ at::Tensor SafeOpen::get_tensor(const std::string& name) const {
   const auto options = at::TensorOptions().dtype(dtype_from_string(t.dtype));
   if (t.begin == t.end) return at::empty(t.shape, options);
   const auto keep_mapping_alive = [file = file_](void*) {};
-  return at::from_blob(file_->data_section() + t.begin, t.shape, keep_mapping_alive, options);
+  at::Tensor mapped = at::from_blob(file_->data_section() + t.begin, t.shape, keep_mapping_alive, options);
+  // The format packs tensors back to back: after an odd-sized int8/uint8 tensor the next one may sit at an address
+  // its element type must not be read from (undefined behaviour, and slow for SIMD). Such a tensor is copied.
+  const auto address = reinterpret_cast<std::uintptr_t>(mapped.data_ptr());
+  if (address % mapped.element_size() != 0) return mapped.clone();
+  return mapped;
 }
 
 std::vector<std::pair<std::string, at::Tensor>> load_file(const std::string& path) {
