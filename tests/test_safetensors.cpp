@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -120,6 +121,18 @@ TEST_F(SafetensorsRoundTrip, NonContiguousTensorIsWrittenInLogicalOrder) {
   const at::Tensor loaded = st::SafeOpen(path).get_tensor("t");
   EXPECT_EQ(loaded.sizes(), t.sizes());
   EXPECT_TRUE(at::equal(loaded, t));
+}
+
+TEST_F(SafetensorsRoundTrip, TensorsAfterOddSizedOnesAreReadAligned) {
+  // Sorted by name, "a" (3 int8 bytes) comes first, so "b"'s float32 data starts 3 bytes into the data section.
+  const at::Tensor a = at::tensor(std::vector<int8_t>{1, -2, 3}), b = at::arange(5, at::kFloat).add(0.5);
+  const std::string path = file("odd.safetensors");
+  st::save_file({{"a", a}, {"b", b}}, path);
+  const st::SafeOpen opened(path);
+  const at::Tensor loaded = opened.get_tensor("b");
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(loaded.data_ptr()) % sizeof(float), 0u);
+  EXPECT_TRUE(at::equal(loaded, b));
+  EXPECT_TRUE(at::equal(opened.get_tensor("a"), a));
 }
 
 TEST_F(SafetensorsRoundTrip, MetadataAndKeys) {
