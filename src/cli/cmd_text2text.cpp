@@ -37,24 +37,9 @@ std::vector<std::vector<int64_t>> parse_ids(const std::string& spec) {
   std::stringstream sequences(spec);
   std::string sequence;
   while (std::getline(sequences, sequence, ';')) {
-    for (char& ch : sequence)
-      if (ch == ',') ch = ' ';
-    std::istringstream in(sequence);
-    std::vector<int64_t> ids;
-    std::string token;
-    while (in >> token) {
-      size_t used = 0;
-      int64_t value = 0;
-      try {
-        value = std::stoll(token, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != token.size() || value < 0) throw ValueError("--ids: '" + token + "' is not a token id");
-      ids.push_back(value);
-    }
-    if (ids.empty()) throw ValueError("--ids: empty input sequence in \"" + spec + "\"");
-    batch.push_back(std::move(ids));
+    if (sequence.find_first_not_of(" ,\t\n") == std::string::npos)
+      throw ValueError("--ids: empty input sequence in \"" + spec + "\"");
+    batch.push_back(parse_id_list(sequence, "--ids"));
   }
   if (batch.empty()) throw ValueError("--ids is empty: give token ids such as \"5 17 33 2\"");
   return batch;
