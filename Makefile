@@ -60,13 +60,15 @@ fuzz: fuzz-build
 # make test's part: only the parsers and the fuzz targets (a few translation units) under ASan+UBSan, each target
 # FUZZ_SMOKE_SECONDS on its seed corpus plus the hostile files of tests/fixtures/hostile.
 FUZZ_SMOKE_SECONDS ?= 30
+# A fixed seed: make test explores the same inputs on every run (random campaigns are make fuzz's job).
+FUZZ_SMOKE_SEED ?= 1
 build-fuzz-smoke/build.ninja:
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES) clang"
 	CXX=clang++ cmake -S . -B build-fuzz-smoke -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTFCPP_FUZZ_SMOKE=ON
 
 fuzz-smoke: build-fuzz-smoke/build.ninja
 	cmake --build build-fuzz-smoke -j $(JOBS) --target fuzz_all
-	fuzz/run.sh build-fuzz-smoke $(FUZZ_SMOKE_SECONDS)
+	FUZZ_SEED=$(FUZZ_SMOKE_SEED) fuzz/run.sh build-fuzz-smoke $(FUZZ_SMOKE_SECONDS)
 
 test-asan: build-fuzz/build.ninja
 	cmake --build build-fuzz -j $(JOBS) --target transformers_tests tfcpp

@@ -3,6 +3,8 @@
 # usage: fuzz/run.sh BUILD_DIR SECONDS_PER_TARGET
 # Exit status non-zero if any target found a crash, a leak, a sanitizer report or a timeout; the reproducer is kept
 # in BUILD_DIR/fuzz-artifacts/ (rerun: BUILD_DIR/fuzz_X BUILD_DIR/fuzz-artifacts/crash-...).
+# FUZZ_SEED=N fixes libFuzzer's random seed, so a run explores the same inputs every time (make test's gate is
+# reproducible: a slower machine covers a prefix of what a faster one does); unset, every run explores anew.
 set -u
 build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS}
 seconds=${2:-60}
@@ -35,7 +37,7 @@ for target in "$build"/fuzz_*; do
     done
   done
   log="$build/$name.log"
-  "$target" "$corpus" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=16384 \
+  "$target" "$corpus" ${FUZZ_SEED:+-seed=$FUZZ_SEED} -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=16384 \
     -artifact_prefix="$artifacts/$name-" -print_final_stats=1 >"$log" 2>&1
   status=$?
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')

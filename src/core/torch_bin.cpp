@@ -206,7 +206,10 @@ class Unpickler {
     if (pid->kind != Value::Kind::Tuple || pid->items.size() < 5 || pid->items[0]->s != "storage" ||
         pid->items[1]->kind != Value::Kind::Global || pid->items[2]->kind != Value::Kind::String)
       fail("unsupported persistent id");
-    c10::ScalarType type = storage_types().at(pid->items[1]->s);
+    auto type_it = storage_types().find(pid->items[1]->s);
+    if (type_it == storage_types().end())
+      fail("persistent id names '" + pid->items[1]->s + "', which is not a storage type");
+    c10::ScalarType type = type_it->second;
     const std::string& key = pid->items[2]->s;
     auto it = storages_.find(key);
     if (it == storages_.end()) {
