@@ -43,8 +43,10 @@ WeightFiles sharded_files(const fs::path& base, const std::string& index, const 
       throw CheckpointError(index_path + ": shard name '" + s + "' leaves the model folder (only file names inside " +
                             dir + " are allowed)");
     fs::path shard = base / s;
-    if (!fs::exists(shard))
-      throw CheckpointError(index_path + ": shard '" + s + "' listed in weight_map does not exist in " + dir);
+    std::error_code exists_ec;  // e.g. a name too long for the file system: as missing, not a filesystem_error
+    if (!fs::exists(shard, exists_ec))
+      throw CheckpointError(index_path + ": shard '" + s + "' listed in weight_map does not exist in " + dir +
+                            (exists_ec ? " (" + exists_ec.message() + ")" : ""));
     // Links may point inside the folder, or, in a Hugging Face cache snapshot (<repo>/snapshots/<commit>), at the
     // repository's blobs/ folder.
     const fs::path real = fs::weakly_canonical(shard, ec);
@@ -68,8 +70,9 @@ WeightFiles find_weight_files(const std::string& dir, const std::string& variant
   for (const auto& [single, index] : {std::pair<std::string, std::string>{"model.safetensors", "model.safetensors.index.json"},
                                       {"pytorch_model.bin", "pytorch_model.bin.index.json"}}) {
     const std::string file = add_variant(single, variant), index_file = add_variant(index, variant);
-    if (fs::exists(base / file)) return {{(base / file).string()}, (base / file).string()};
-    if (fs::exists(base / index_file)) return sharded_files(base, index_file, dir);
+    std::error_code ec;  // a variant making the name too long: simply not there
+    if (fs::exists(base / file, ec)) return {{(base / file).string()}, (base / file).string()};
+    if (fs::exists(base / index_file, ec)) return sharded_files(base, index_file, dir);
   }
   throw CheckpointError("no weights file found in " + dir + ": expected " + add_variant("model.safetensors", variant) +
                         ", " + add_variant("pytorch_model.bin", variant) + " or their sharded index" +
