@@ -162,9 +162,10 @@ TEST(Quantization, KernelsMatchDequantizedMatmul) {
     for (int64_t rows : {1, 2, 5}) {
       at::Tensor x = at::randn({rows, c.in});
       at::Tensor expected = at::linear(x, w, l.bias);
+      // The kernels quantize the activations per block of 32 (Q8_0): about 1e-2 of the output's scale.
       EXPECT_TRUE(tensors_close("bits " + std::to_string(c.bits) + " in " + std::to_string(c.in) + " rows " +
                                     std::to_string(rows),
-                                l.forward(x), expected, 1e-4, 1e-4));
+                                l.forward(x), expected, 2e-2 * expected.abs().max().item<double>(), 0));
     }
     // [B, T, in] inputs keep their shape; bf16 activations come back bf16.
     at::Tensor x3 = at::randn({2, 3, c.in});
@@ -240,7 +241,9 @@ TEST_P(QuantizationMethods, DequantizeRestoresFloatWeights) {
   EXPECT_EQ(q_proj.quant_bits, 0);
   EXPECT_EQ(q_proj.weight.scalar_type(), at::kFloat);
   EXPECT_TRUE(at::equal(q_proj.weight, dq_expected));
-  EXPECT_TRUE(tensors_close("dequantized logits", logits_of(*model, ids()), q_logits, 1e-4, 1e-4));
+  // The quantized forward also quantizes the activations per block (Q8_0): not equal to the float product.
+  at::Tensor dq_logits = logits_of(*model, ids());
+  EXPECT_TRUE(tensors_close("dequantized logits", dq_logits, q_logits, 2e-2 * q_logits.abs().max().item<double>(), 0));
   EXPECT_THROW(model->dequantize(), ValueError);
   // The float save loads with the keys of a plain model.
   model->save_pretrained(tmp / "dq");
@@ -248,7 +251,7 @@ TEST_P(QuantizationMethods, DequantizeRestoresFloatWeights) {
   EXPECT_EQ(saved.count("model.layers.0.mlp.up_proj.weight_scale"), 0u);
   auto reloaded = LlamaForCausalLM::from_pretrained(tmp / "dq");
   EXPECT_FALSE(reloaded->is_quantized);
-  EXPECT_TRUE(tensors_close("reloaded", logits_of(*reloaded, ids()), q_logits, 1e-4, 1e-4));
+  EXPECT_TRUE(tensors_close("reloaded", logits_of(*reloaded, ids()), dq_logits, 1e-4, 1e-4));
 }
 
 TEST_P(QuantizationMethods, FootprintCountsCodesAndScales) {
@@ -266,6 +269,13 @@ TEST_P(QuantizationMethods, FootprintCountsCodesAndScales) {
   }
   EXPECT_EQ(model->get_memory_footprint(), expected);
   EXPECT_LT(model->get_memory_footprint(), reference->get_memory_footprint());
+  // num_parameters as transformers counts them: an int8 code is one parameter, a 4-bit weight's packed bytes count
+  // twice (Params4bit), so the count is the float model's up to an odd row padded to whole bytes.
+  int64_t expected_params = reference->num_parameters();
+  for (const auto& item : model->named_modules("", false))
+    if (auto* l = dynamic_cast<nn::Linear*>(item.value().get()); l && l->quant_bits == 4)
+      expected_params += l->out_features * 2 * ((l->in_features + 1) / 2) - l->in_features * l->out_features;
+  EXPECT_EQ(model->num_parameters(), expected_params);
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, QuantizationMethods, ::testing::Values("tfcpp_int8", "tfcpp_int4"));
@@ -334,7 +344,9 @@ TEST(Quantization, Stories260KErrorVsFloat) {
     EXPECT_LT(rel, method == "tfcpp_int8" ? 0.04 : 0.4);
     EXPECT_GT(top1, method == "tfcpp_int8" ? 0.98 : 0.75);
     if (method == "tfcpp_int8") {
-      EXPECT_EQ(same_prefix, f_seq.size(1)) << "int8 keeps the greedy continuation";
+      // The activations are quantized too (Q8_0, as llama.cpp): the greedy continuation holds for a while, not
+      // necessarily to the end (measured 23 of 48 tokens).
+      EXPECT_GE(same_prefix - prompt.size(1), 16) << "int8 keeps the start of the greedy continuation";
     }
   }
 }

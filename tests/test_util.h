@@ -2,11 +2,14 @@
 #pragma once
 
 #include "transformers/config.h"
+#include "transformers/kernels.h"
 #include "transformers/safetensors.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -44,6 +47,24 @@ class TempDir {
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
+
+// max|a - b| / max|b| (in double).
+inline double rel_err(const at::Tensor& a, const at::Tensor& b) {
+  const double scale = std::max(1e-6, b.to(at::kDouble).abs().max().item<double>());
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
+}
+
+// Restores the kernel switches and thread count a test changes (kernels.h).
+struct KernelSettings {
+  int threads = at::get_num_threads();
+  int64_t parallel_bytes = transformers::kernels::min_parallel_bytes();
+  bool on = transformers::kernels::enabled();
+  ~KernelSettings() {
+    at::set_num_threads(threads);
+    transformers::kernels::set_min_parallel_bytes(parallel_bytes);
+    transformers::kernels::set_enabled(on);
+  }
+};
 
 // allclose(actual, expected, rtol, atol) with a message naming the tensor and the max |diff|.
 inline ::testing::AssertionResult tensors_close(const std::string& name, const at::Tensor& actual,

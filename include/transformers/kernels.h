@@ -69,9 +69,74 @@ void decode_attention_f32(const float* q, int64_t heads, int64_t kv_heads, int64
                           int64_t k_head_stride, int64_t k_stride, const float* v, int64_t v_head_stride,
                           int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride, float scale,
                           float* out);
+
+// ---- Weight-only quantized Linears (quantization.h layouts) with integer dot products (src/kernels/qgemv.cpp) ----
+// Activations are quantized per block of kQBlock inputs (the last block may be partial), as llama.cpp's Q8_0:
+// d[b] = max|x| / 127 over the block (0 for an all-zero block), q[i] = round(x[i] / d[b]) in [-127, 127],
+// sums[b] = Σ q over the block. The product then runs on int8 × int8 (int4 codes × int8) with int32 accumulation
+// (AVX-512 VNNI vpdpbusd where the CPU has it) and fp32 scales.
+constexpr int64_t kQBlock = 32;
+void quantize_row_q8(const float* x, int64_t n, int8_t* q, float* d, int32_t* sums);
+// y[o] (+)= scale[o] * Σ_i w[o, i] · x[i] (+ bias[o]): w int8 [out, in] row-major (tfcpp_int8).
+void gemv_q8(const int8_t* w, const float* scale, const float* x, float* y, const float* bias, int64_t out,
+             int64_t in, bool accumulate);
+// y[o] (+)= Σ_g scale[o, g] * Σ_{i in g} (code[o, i] - zero[o, g]) · x[i] (+ bias[o]): tfcpp_int4 (packed
+// [out, ceil(in/2)], input 2j in the low nibble of byte j; groups of group_size inputs, group_size % kQBlock == 0).
+void gemv_q4(const uint8_t* packed, const float* scale, const uint8_t* zero, int64_t group_size, const float* x,
+             float* y, const float* bias, int64_t out, int64_t in, bool accumulate);
 }  // namespace raw
+
+// Whether gemv_q4 / qgemm handle this int4 group size (a multiple of kQBlock).
+bool q4_group_supported(int64_t group_size);
+
+// Prompt processing (several rows) on a quantized Linear's codes (src/kernels/qgemm.cpp): y [m, out] = x [m, in]
+// Wᵀ (+ bias) in fp32, activations quantized per row and kQBlock block as above, integer GEMM (VNNI) with fp32
+// scaling per block. `bits` 8: w int8 [out, in], scale [out]; 4: packed codes, scale/zero [out, groups].
+void qgemm(int bits, const void* w, const float* scale, const uint8_t* zero, int64_t group_size, const float* x,
+           float* y, const float* bias, int64_t m, int64_t out, int64_t in);
 
 // Which instruction set the GEMV kernels use on this CPU ("avx512_bf16", "avx512", "scalar").
 const char* isa();
+
+// ---- qgemm's path (src/kernels/qgemm.cpp) ----
+// "avx512_vnni" or "scalar": the path qgemm takes on this CPU. set_qgemm_scalar(true) forces the scalar path (the
+// one a CPU without AVX-512 VNNI runs; same numbers up to float summation order), e.g. for tests.
+const char* qgemm_isa();
+void set_qgemm_scalar(bool on);
+
+// ---- bfloat16 decode on raw buffers (src/kernels/kernels.cpp; the bf16 fused Llama decode step) ----
+// Activations live in float32 buffers holding bf16-representable values; each kernel rounds (to nearest even, as
+// c10::BFloat16) where torch's bf16 tensor ops round, and computes in float32 where transformers upcasts.
+namespace raw {
+void to_bf16(const float* x, uint16_t* out, int64_t n);  // bf16 bits of x (round to nearest even)
+void round_bf16(float* x, int64_t n);                    // x = float(bf16(x)) in place
+// y[o] = W[o, :] · x (+ bias[o]) in float32 (vdpbf16ps where the CPU has it) for bf16 W [out, in] and x; not rounded.
+void gemv_bf16(const uint16_t* w, const uint16_t* x, float* y, const float* bias, int64_t out, int64_t in);
+// LlamaRMSNorm in bf16: bf16(weight * bf16(x * rsqrt(mean(x²) + eps))) with the mean and rsqrt in float32.
+void rms_norm_bf16(const float* x, const uint16_t* weight, float* out, int64_t d, float eps);
+void add_bf16(float* h, const float* y, int64_t n);  // h = bf16(h + y) (the residual sum)
+// bf16(silu(gate) * up) with torch 1.13's bf16 silu: every step of x / (1 + exp(-x)) rounded.
+void silu_mul_bf16(const float* gate, const float* up, float* out, int64_t n);
+// rotate_half RoPE in bf16 on `heads` vectors: bf16(bf16(x1 c) + bf16(-x2 s)), ...; cos_sin already bf16-rounded.
+void rotate_heads_bf16(float* x, int64_t heads, int64_t head_dim, const float* cos_sin);
+// decode_attention_f32's contract over bf16 keys/values, with eager attention's bf16 roundings: scores rounded, times
+// `scale` (pass the bf16-rounded scale) rounded, float32 softmax, probabilities rounded, output rounded; both products
+// summed as libtorch 1.13's bf16 bmm sums them for heads x head_dim x t (in float32, or in bf16 for small products).
+void decode_attention_bf16(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const uint16_t* k,
+                           int64_t k_head_stride, int64_t k_stride, const uint16_t* v, int64_t v_head_stride,
+                           int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride, float scale,
+                           float* out);
+}  // namespace raw
+
+// Backs a weight of at least 1 MB with 2 MB transparent huge pages (Linux madvise MADV_HUGEPAGE + MADV_COLLAPSE, once
+// per tensor; a no-op elsewhere or where the kernel refuses). A one-row GEMV streams the weight from DRAM about twice
+// as fast on huge pages on the Zen 4 development machine (4 KB pages cost a TLB walk every 64 cache lines).
+void prefer_huge_pages(const at::Tensor& weight);
+
+// ---- qgemv's path (src/kernels/qgemv.cpp) ----
+// "avx512_vnni" or "scalar": the path gemv_q8 / gemv_q4 / quantize_row_q8 take on this CPU. set_qgemv_scalar(true)
+// forces the scalar path (the same integer sums; float summation order differs), e.g. for tests.
+const char* qgemv_isa();
+void set_qgemv_scalar(bool on);
 
 }  // namespace transformers::kernels

@@ -1,6 +1,8 @@
 // Weight-only int8 / int4 kernels: quantize, pack, dequantize, and the quantized Linear forward.
-// One row (decode): a hand-vectorised GEMV straight from the codes (AVX-512 when the CPU has it). More rows: blocks of
-// output rows dequantized into an fp32 tile, then sgemm (the tile stays in cache; no full float weight is built).
+// One row (decode): the integer GEMV of src/kernels/qgemv.cpp (a float loop for int4 group sizes it does not take).
+// More rows: the integer GEMM of src/kernels/qgemm.cpp; when autograd records (or for int4 group sizes it does not
+// take), blocks of output rows dequantized into an fp32 tile, then sgemm (the tile stays in cache; no full float
+// weight is built).
 #include "pch.h"
 
 #include "transformers/errors.h"
@@ -72,40 +74,6 @@ at::Tensor dequantize_linear_weight(const nn::Linear& layer, c10::ScalarType dty
 
 namespace {
 
-// Horizontal sum through memory (_mm512_reduce_add_ps trips GCC 12's -Wuninitialized in its own header).
-__attribute__((target("avx512f"))) float hsum(__m512 v) {
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, v);
-  float s = 0;
-  for (float f : lanes) s += f;
-  return s;
-}
-
-bool has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  return yes;
-}
-
-// ---- int8 row dot: sum_i q[i] * x[i] ----
-float dot_i8_scalar(const int8_t* q, const float* x, int64_t n) {
-  float acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += static_cast<float>(q[i]) * x[i];
-  return acc;
-}
-
-__attribute__((target("avx512f,avx512bw"))) float dot_i8_avx512(const int8_t* q, const float* x, int64_t n) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i))));
-    __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i + 16))));
-    acc0 = _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i), acc0);
-    acc1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(x + i + 16), acc1);
-  }
-  float acc = hsum(_mm512_add_ps(acc0, acc1));
-  return acc + dot_i8_scalar(q + i, x + i, n - i);
-}
-
 // ---- int4 group dot: sum_i code[i] * x[i] over inputs [i0, i1) (i0 even) ----
 float dot_u4_scalar(const uint8_t* packed, const float* x, int64_t i0, int64_t i1) {
   float acc = 0;
@@ -116,40 +84,9 @@ float dot_u4_scalar(const uint8_t* packed, const float* x, int64_t i0, int64_t i
   return acc;
 }
 
-// `xd` holds x deinterleaved per 32 inputs: [x0 x2 ... x30 | x1 x3 ... x31], so 16 packed bytes meet 16 + 16 floats.
-__attribute__((target("avx512f,avx512bw"))) float dot_u4_avx512(const uint8_t* packed, const float* x,
-                                                                  const float* xd, int64_t i0, int64_t i1) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  const __m512i mask = _mm512_set1_epi32(15);
-  int64_t i = i0;
-  if (i % 32 == 0)
-    for (; i + 32 <= i1; i += 32) {
-      __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + i / 2)));
-      __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(b, mask));
-      __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
-      acc0 = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xd + i), acc0);
-      acc1 = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xd + i + 16), acc1);
-    }
-  return hsum(_mm512_add_ps(acc0, acc1)) + dot_u4_scalar(packed, x, i, i1);
-}
-
 // Rows per thread chunk: small weights stay on the calling thread (kernels::min_parallel_bytes, as the float GEMV).
 int64_t gemv_grain(int64_t rows, int64_t row_bytes) {
   return rows * row_bytes < kernels::min_parallel_bytes() ? rows + 1 : 16;
-}
-
-// y [out] = W x (+ bias) for one fp32 row x [in].
-void gemv_int8(const nn::Linear& l, const float* x, float* y, const float* bias) {
-  const int64_t in = l.in_features, out = l.out_features;
-  const int8_t* q = l.weight.data_ptr<int8_t>();
-  const float* scale = l.weight_scale.data_ptr<float>();
-  const bool vec = has_avx512();
-  at::parallel_for(0, out, gemv_grain(out, in), [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o) {
-      const float d = vec ? dot_i8_avx512(q + o * in, x, in) : dot_i8_scalar(q + o * in, x, in);
-      y[o] = d * scale[o] + (bias ? bias[o] : 0.0f);
-    }
-  });
 }
 
 void gemv_int4(const nn::Linear& l, const float* x, float* y, const float* bias) {
@@ -158,22 +95,16 @@ void gemv_int4(const nn::Linear& l, const float* x, float* y, const float* bias)
   const uint8_t* packed = l.weight.data_ptr<uint8_t>();
   const float* scale = l.weight_scale.data_ptr<float>();
   const uint8_t* zero = l.weight_zero.data_ptr<uint8_t>();
-  std::vector<float> xsum(groups, 0.0f), xd(static_cast<size_t>(in));
+  std::vector<float> xsum(groups, 0.0f);
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t i = g * gs; i < std::min(in, (g + 1) * gs); ++i) xsum[g] += x[i];
-  for (int64_t c = 0; c + 32 <= in; c += 32)
-    for (int64_t j = 0; j < 16; ++j) {
-      xd[c + j] = x[c + 2 * j];
-      xd[c + 16 + j] = x[c + 2 * j + 1];
-    }
-  const bool vec = has_avx512() && gs % 32 == 0;
   at::parallel_for(0, out, gemv_grain(out, row_bytes), [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       const uint8_t* row = packed + o * row_bytes;
       float acc = 0;
       for (int64_t g = 0; g < groups; ++g) {
         const int64_t i0 = g * gs, i1 = std::min(in, i0 + gs);
-        const float d = vec ? dot_u4_avx512(row, x, xd.data(), i0, i1) : dot_u4_scalar(row, x, i0, i1);
+        const float d = dot_u4_scalar(row, x, i0, i1);
         acc += scale[o * groups + g] * (d - static_cast<float>(zero[o * groups + g]) * xsum[g]);
       }
       y[o] = acc + (bias ? bias[o] : 0.0f);
@@ -235,10 +166,32 @@ at::Tensor nn::quantized_linear_forward(const nn::Linear& l, const at::Tensor& i
   const bool differentiable = at::GradMode::is_enabled() && input.requires_grad();
   if (m <= 2 && !differentiable) {
     at::Tensor y = at::empty({m, l.out_features}, x.options());
+    const int64_t in = l.in_features, out = l.out_features;
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
     for (int64_t r = 0; r < m; ++r) {
-      if (l.quant_bits == 8) gemv_int8(l, x[r].data_ptr<float>(), y[r].data_ptr<float>(), bias_ptr);
-      else gemv_int4(l, x[r].data_ptr<float>(), y[r].data_ptr<float>(), bias_ptr);
+      // Integer dot products on the codes, activations quantized per block (kernels.h); other int4 group sizes
+      // take the float loop.
+      if (l.quant_bits == 8)
+        kernels::raw::gemv_q8(l.weight.data_ptr<int8_t>(), l.weight_scale.data_ptr<float>(), xp + r * in,
+                              yp + r * out, bias_ptr, out, in, /*accumulate=*/false);
+      else if (kernels::q4_group_supported(l.quant_group_size))
+        kernels::raw::gemv_q4(l.weight.data_ptr<uint8_t>(), l.weight_scale.data_ptr<float>(),
+                              l.weight_zero.data_ptr<uint8_t>(), l.quant_group_size, xp + r * in, yp + r * out,
+                              bias_ptr, out, in, /*accumulate=*/false);
+      else
+        gemv_int4(l, xp + r * in, yp + r * out, bias_ptr);
     }
+    return y.view(shape).to(out_dtype);
+  }
+  // Several rows without autograd: integer GEMM on the codes with the activations quantized per block (kernels.h).
+  if (!differentiable && (l.quant_bits == 8 || kernels::q4_group_supported(l.quant_group_size)) &&
+      l.weight.is_contiguous() && l.weight_scale.scalar_type() == at::kFloat && l.weight_scale.is_contiguous() &&
+      (l.quant_bits == 8 || l.weight_zero.is_contiguous())) {
+    at::Tensor y = at::empty({m, l.out_features}, x.options());
+    kernels::qgemm(l.quant_bits, l.weight.data_ptr(), l.weight_scale.data_ptr<float>(),
+                   l.quant_bits == 4 ? l.weight_zero.data_ptr<uint8_t>() : nullptr, l.quant_group_size,
+                   x.data_ptr<float>(), y.data_ptr<float>(), bias_ptr, m, l.out_features, l.in_features);
     return y.view(shape).to(out_dtype);
   }
   // y^T [out, m], filled by blocks of output rows: tile [rows, in] x x^T [in, m]. Tiles of up to 64 MB: one sgemm

@@ -267,11 +267,15 @@ c10::ScalarType PreTrainedModel::dtype() const {
 }
 
 int64_t PreTrainedModel::num_parameters(bool only_trainable, bool exclude_embeddings) const {
-  std::set<const void*> seen_embeddings;
+  std::set<const void*> seen_embeddings, packed_4bit;
   auto* self = const_cast<PreTrainedModel*>(this);
-  if (exclude_embeddings)
-    for (const auto& [name, module] : all_modules(*self))
+  for (const auto& [name, module] : all_modules(*self)) {
+    if (exclude_embeddings)
       if (auto* e = dynamic_cast<nn::Embedding*>(module)) seen_embeddings.insert(e->weight.unsafeGetTensorImpl());
+    // transformers counts a 4-bit weight's packed storage twice (two values per byte, Params4bit numel * 2).
+    if (auto* l = dynamic_cast<nn::Linear*>(module); l && l->quant_bits == 4)
+      packed_4bit.insert(l->weight.unsafeGetTensorImpl());
+  }
   std::set<const void*> counted;
   int64_t total = 0;
   for (const auto& p : parameters()) {
@@ -279,7 +283,7 @@ int64_t PreTrainedModel::num_parameters(bool only_trainable, bool exclude_embedd
     if (!counted.insert(id).second) continue;  // tied: count once, as Python's parameters() dedupes
     if (only_trainable && !p.requires_grad()) continue;
     if (seen_embeddings.count(id)) continue;
-    total += p.numel();
+    total += packed_4bit.count(id) ? 2 * p.numel() : p.numel();
   }
   return total;
 }
