@@ -17,27 +17,6 @@
 using namespace transformers;
 using namespace tfcpp_test;
 
-namespace {
-
-// Restores the kernel switches and thread count a test changes.
-struct KernelSettings {
-  int threads = at::get_num_threads();
-  int64_t parallel_bytes = kernels::min_parallel_bytes();
-  bool on = kernels::enabled();
-  ~KernelSettings() {
-    at::set_num_threads(threads);
-    kernels::set_min_parallel_bytes(parallel_bytes);
-    kernels::set_enabled(on);
-  }
-};
-
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  const double scale = std::max(1e-6, b.to(at::kDouble).abs().max().item<double>());
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
-}
-
-}  // namespace
-
 TEST(KernelsGemv, Float32MatchesLinearAcrossShapesAndThreads) {
   KernelSettings restore;
   c10::InferenceMode guard;

@@ -8,7 +8,9 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace transformers {
@@ -345,44 +347,153 @@ at::Tensor LlamaModel::update_causal_mask(const at::Tensor& attention_mask, cons
 
 namespace {
 
-bool plain_f32_linear(const nn::Linear& l) {
-  return !l.quant_bits && !l.tp_forward && l.weight.scalar_type() == at::kFloat && l.weight.is_contiguous() &&
-         (!l.bias.defined() || (l.bias.scalar_type() == at::kFloat && l.bias.is_contiguous()));
+// The compute dtype of a fused decode step: float32, or bfloat16 (activations rounded to bf16 wherever the module path
+// holds a bf16 tensor, float32 where transformers upcasts).
+enum class DecodeDtype { kUnsupported, kFloat32, kBFloat16 };
+
+DecodeDtype decode_dtype(at::ScalarType t) {
+  if (t == at::kFloat) return DecodeDtype::kFloat32;
+  return t == at::kBFloat16 ? DecodeDtype::kBFloat16 : DecodeDtype::kUnsupported;
 }
 
-bool plain_f32_norm(const LlamaRMSNorm& n) {
-  return !n.tp_forward && n.weight.scalar_type() == at::kFloat && n.weight.is_contiguous();
+// The GEMV a Linear takes in the fused step (decode_linear dispatches on it): plain float32 / bfloat16 weights with a
+// bias of the same dtype, or weight-only int8 / int4 codes (quantization.h) on float32 activations with a float32
+// bias (kernels::raw::gemv_q8 / gemv_q4, what quantized_linear_forward runs for one row).
+enum class DecodeGemv { kUnsupported, kFloat32, kBFloat16, kInt8, kInt4 };
+
+DecodeGemv decode_gemv(const nn::Linear& l) {
+  if (l.tp_forward || !l.weight.is_contiguous()) return DecodeGemv::kUnsupported;
+  if (l.quant_bits) {
+    if (l.bias.defined() && (l.bias.scalar_type() != at::kFloat || !l.bias.is_contiguous()))
+      return DecodeGemv::kUnsupported;
+    if (!l.weight_scale.is_contiguous() || l.weight_scale.scalar_type() != at::kFloat) return DecodeGemv::kUnsupported;
+    if (l.quant_bits == 8 && l.weight.scalar_type() == at::kChar) return DecodeGemv::kInt8;
+    if (l.quant_bits == 4 && kernels::q4_group_supported(l.quant_group_size) && l.weight_zero.is_contiguous())
+      return DecodeGemv::kInt4;
+    return DecodeGemv::kUnsupported;
+  }
+  const at::ScalarType t = l.weight.scalar_type();
+  if (l.bias.defined() && (l.bias.scalar_type() != t || !l.bias.is_contiguous())) return DecodeGemv::kUnsupported;
+  if (t == at::kFloat) return DecodeGemv::kFloat32;
+  return t == at::kBFloat16 ? DecodeGemv::kBFloat16 : DecodeGemv::kUnsupported;
 }
 
-// Whether every layer is a plain float32 Llama layer (no quantized / tensor- or pipeline-parallel / offloaded weights,
-// SiLU MLP, no dynamic rope), so a decode step can run as one pass over raw buffers.
-bool fused_decode_supported(const LlamaModel& m) {
+// The activation dtype of the step a GEMV kind runs in.
+DecodeDtype activation_dtype(DecodeGemv g) {
+  switch (g) {
+    case DecodeGemv::kFloat32:
+    case DecodeGemv::kInt8:
+    case DecodeGemv::kInt4: return DecodeDtype::kFloat32;
+    case DecodeGemv::kBFloat16: return DecodeDtype::kBFloat16;
+    case DecodeGemv::kUnsupported: break;
+  }
+  return DecodeDtype::kUnsupported;
+}
+
+DecodeDtype norm_decode_dtype(const LlamaRMSNorm& n) {
+  if (n.tp_forward || !n.weight.is_contiguous()) return DecodeDtype::kUnsupported;
+  return decode_dtype(n.weight.scalar_type());
+}
+
+// Whether every layer is a plain Llama layer of one dtype (float32, int8 / int4 weight-only Linears included, or
+// bfloat16, that of the input embeddings; no tensor- or pipeline-parallel / offloaded weights, SiLU MLP, no dynamic
+// rope), so a decode step can run
+// as one pass over raw buffers. Returns that dtype, or kUnsupported.
+DecodeDtype fused_decode_supported(const LlamaModel& m, at::ScalarType input_dtype) {
   static const nn::Activation silu = nn::get_activation("silu");
-  if (nn::offload::active_models.load(std::memory_order_relaxed) || !plain_f32_norm(*m.norm)) return false;
+  const DecodeDtype dt = decode_dtype(input_dtype);
+  if (dt == DecodeDtype::kUnsupported || nn::offload::active_models.load(std::memory_order_relaxed) ||
+      norm_decode_dtype(*m.norm) != dt)
+    return DecodeDtype::kUnsupported;
   for (const auto& layer : *m.layers) {
-    if (layer->pipeline_skip || layer->tp_forward) return false;  // pipeline / tensor parallel (distributed.h)
+    if (layer->pipeline_skip || layer->tp_forward) return DecodeDtype::kUnsupported;  // distributed.h
     const LlamaAttention& a = *layer->self_attn;
     const LlamaMLP& mlp = *layer->mlp;
-    if (!plain_f32_linear(*a.q_proj) || !plain_f32_linear(*a.k_proj) || !plain_f32_linear(*a.v_proj) ||
-        !plain_f32_linear(*a.o_proj) || !plain_f32_linear(*mlp.gate_proj) || !plain_f32_linear(*mlp.up_proj) ||
-        !plain_f32_linear(*mlp.down_proj) || mlp.act_fn != silu || !plain_f32_norm(*layer->input_layernorm) ||
-        !plain_f32_norm(*layer->post_attention_layernorm) || a.rotary_emb->scaling_type == "dynamic" ||
+    for (const nn::Linear* l : {a.q_proj.get(), a.k_proj.get(), a.v_proj.get(), a.o_proj.get(), mlp.gate_proj.get(),
+                                mlp.up_proj.get(), mlp.down_proj.get()})
+      if (activation_dtype(decode_gemv(*l)) != dt) return DecodeDtype::kUnsupported;
+    if (mlp.act_fn != silu || norm_decode_dtype(*layer->input_layernorm) != dt ||
+        norm_decode_dtype(*layer->post_attention_layernorm) != dt || a.rotary_emb->scaling_type == "dynamic" ||
         a.head_dim % 2 != 0 || a.rotary_emb->inv_freq.scalar_type() != at::kFloat || a.is_training())
-      return false;
+      return DecodeDtype::kUnsupported;
   }
-  return true;
+  return dt;
 }
 
-// One decode step (batch 1, one token) of LlamaDecoderLayer after LlamaDecoderLayer, on raw buffers: the same kernels
-// and order of operations as the module path with kernels on (RMSNorm, q/k/v GEMV, rotary, cache write, attention
-// over the cache, o_proj GEMV added onto the residual, RMSNorm, gate/up GEMV, SiLU·up, down_proj GEMV added onto the
-// residual), without a tensor per intermediate. Returns the final norm's output [1, 1, H].
-at::Tensor fused_decode_step(LlamaModel& m, const at::Tensor& inputs_embeds, int64_t position, Cache& cache,
-                             const at::Tensor& mask) {
+const uint16_t* bf16_data(const at::Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()); }
+
+// Buffers of one decode step, reused across steps (no per-token allocation but the two cache rows per layer).
+struct DecodeScratch {
+  std::vector<float> f;
+  std::vector<uint16_t> b;
+};
+
+// One Linear on one row, the fused step's single GEMV dispatch point (by the Linear's weight dtype): y = x Wᵀ (+ b),
+// or y += x Wᵀ (+ b) with `accumulate` (the residual sum). float32: kernels::raw::gemv_f32 as the module path.
+// bfloat16: x converted to bf16, vdpbf16ps GEMV with float32 accumulation, the result rounded to bf16 as the bf16
+// Linear's output, then added onto y and rounded again (the bf16 residual sum). `tmp` holds out_features floats, `xb`
+// in_features bf16 values, `bias_f` out_features floats.
+void decode_linear(const nn::Linear& l, const float* x, float* y, bool accumulate, float* tmp, uint16_t* xb,
+                   float* bias_f) {
+  const int64_t out = l.out_features, in = l.in_features;
+  kernels::prefer_huge_pages(l.weight);  // once per weight: streams ~2x faster from DRAM than on 4 KB pages
+  switch (decode_gemv(l)) {
+    case DecodeGemv::kFloat32:
+      kernels::raw::gemv_f32(l.weight.data_ptr<float>(), x, y, l.bias.defined() ? l.bias.data_ptr<float>() : nullptr,
+                             out, in, accumulate);
+      return;
+    case DecodeGemv::kBFloat16: {
+      const float* bias = nullptr;
+      if (l.bias.defined()) {
+        const uint16_t* bb = bf16_data(l.bias);
+        for (int64_t o = 0; o < out; ++o) {
+          const uint32_t u = static_cast<uint32_t>(bb[o]) << 16;
+          std::memcpy(bias_f + o, &u, sizeof u);
+        }
+        bias = bias_f;
+      }
+      kernels::raw::to_bf16(x, xb, in);
+      float* dst = accumulate ? tmp : y;
+      kernels::raw::gemv_bf16(bf16_data(l.weight), xb, dst, bias, out, in);
+      kernels::raw::round_bf16(dst, out);
+      if (accumulate) kernels::raw::add_bf16(y, tmp, out);
+      return;
+    }
+    case DecodeGemv::kInt8:
+      kernels::raw::gemv_q8(l.weight.data_ptr<int8_t>(), l.weight_scale.data_ptr<float>(), x, y,
+                            l.bias.defined() ? l.bias.data_ptr<float>() : nullptr, out, in, accumulate);
+      return;
+    case DecodeGemv::kInt4:
+      kernels::raw::gemv_q4(l.weight.data_ptr<uint8_t>(), l.weight_scale.data_ptr<float>(),
+                            l.weight_zero.data_ptr<uint8_t>(), l.quant_group_size, x, y,
+                            l.bias.defined() ? l.bias.data_ptr<float>() : nullptr, out, in, accumulate);
+      return;
+    case DecodeGemv::kUnsupported:
+      break;
+  }
+  TORCH_CHECK(false, "fused decode: a Linear the step does not cover (checked by fused_decode_supported)");
+}
+
+void decode_rms_norm(const LlamaRMSNorm& n, const float* x, float* out, int64_t d) {
+  const float eps = static_cast<float>(n.variance_epsilon);
+  if (n.weight.scalar_type() == at::kBFloat16) kernels::raw::rms_norm_bf16(x, bf16_data(n.weight), out, d, eps);
+  else kernels::raw::rms_norm_f32(x, n.weight.data_ptr<float>(), out, d, eps);
+}
+
+// One decode step (batch 1, one token) of LlamaDecoderLayer after LlamaDecoderLayer, on raw buffers: the same
+// arithmetic and order of operations as the module path (RMSNorm, q/k/v GEMV, rotary, cache write, attention over the
+// cache, o_proj GEMV added onto the residual, RMSNorm, gate/up GEMV, SiLU·up, down_proj GEMV added onto the residual),
+// without a tensor per intermediate. float32 runs the module path's kernels; bfloat16 computes in float32 buffers and
+// rounds to bf16 at each point where transformers holds a bf16 tensor. Returns the final norm's output [1, 1, H] in
+// the model's dtype.
+at::Tensor fused_decode_step(LlamaModel& m, DecodeDtype dt, const at::Tensor& inputs_embeds, int64_t position,
+                             Cache& cache, const at::Tensor& mask) {
+  const bool bf16 = dt == DecodeDtype::kBFloat16;
+  const at::ScalarType dtype = bf16 ? at::kBFloat16 : at::kFloat;
   const int64_t hidden = inputs_embeds.size(-1);
   at::Tensor residual = inputs_embeds.to(at::kFloat).contiguous().clone();
   float* h = residual.data_ptr<float>();
-  thread_local std::vector<float> scratch;
+  thread_local DecodeScratch scratch;
   const float* mask_row = mask.defined() ? mask.data_ptr<float>() : nullptr;
   const int64_t mask_stride = mask.defined() ? mask.stride(-1) : 0;
   for (const auto& layer : *m.layers) {
@@ -390,46 +501,73 @@ at::Tensor fused_decode_step(LlamaModel& m, const at::Tensor& inputs_embeds, int
     LlamaMLP& mlp = *layer->mlp;
     const int64_t hq = a.num_heads, hk = a.num_key_value_heads, d = a.head_dim;
     const int64_t inter = mlp.gate_proj->out_features;
-    const size_t need = static_cast<size_t>(hidden + 2 * hq * d + 2 * hk * d + 2 * inter + d);
-    if (scratch.size() < need) scratch.resize(need);
-    float* x = scratch.data();
+    const int64_t widest = std::max({hidden, hq * d, inter});
+    const size_t need = static_cast<size_t>(hidden + 2 * hq * d + 2 * hk * d + 2 * inter + d + 2 * widest);
+    if (scratch.f.size() < need) scratch.f.resize(need);
+    if (scratch.b.size() < static_cast<size_t>(widest)) scratch.b.resize(static_cast<size_t>(widest));
+    float* x = scratch.f.data();
     float* q = x + hidden;
     float* attn = q + hq * d;
     float* cos_sin = attn + hq * d;
     float* gate = cos_sin + d;
     float* up = gate + inter;
-    at::Tensor k = at::empty({1, hk, 1, d}), v = at::empty({1, hk, 1, d});
-    auto bias = [](const nn::Linear& l) { return l.bias.defined() ? l.bias.data_ptr<float>() : nullptr; };
-    auto gemv = [&](const nn::Linear& l, const float* in, float* out, bool accumulate) {
-      kernels::raw::gemv_f32(l.weight.data_ptr<float>(), in, out, bias(l), l.out_features, l.in_features, accumulate);
+    float* kf = up + inter;  // bf16: k and v before they go to the cache's bf16 tensors
+    float* vf = kf + hk * d;
+    float* tmp = vf + hk * d;
+    float* bias_f = tmp + widest;
+    uint16_t* xb = scratch.b.data();
+    auto linear = [&](const nn::Linear& l, const float* in, float* out, bool accumulate) {
+      decode_linear(l, in, out, accumulate, tmp, xb, bias_f);
     };
-    const LlamaRMSNorm& n1 = *layer->input_layernorm;
-    kernels::raw::rms_norm_f32(h, n1.weight.data_ptr<float>(), x, hidden, static_cast<float>(n1.variance_epsilon));
-    gemv(*a.q_proj, x, q, false);
-    gemv(*a.k_proj, x, k.data_ptr<float>(), false);
-    gemv(*a.v_proj, x, v.data_ptr<float>(), false);
+    at::Tensor k = at::empty({1, hk, 1, d}, at::TensorOptions(dtype));
+    at::Tensor v = at::empty({1, hk, 1, d}, at::TensorOptions(dtype));
+    float* kp = bf16 ? kf : k.data_ptr<float>();
+    float* vp = bf16 ? vf : v.data_ptr<float>();
+    decode_rms_norm(*layer->input_layernorm, h, x, hidden);
+    linear(*a.q_proj, x, q, false);
+    linear(*a.k_proj, x, kp, false);
+    linear(*a.v_proj, x, vp, false);
     float pos = static_cast<float>(position);
     if (a.rotary_emb->scaling_type == "linear") pos = pos / static_cast<float>(a.rotary_emb->scaling_factor);
     kernels::raw::rope_angles(pos, a.rotary_emb->inv_freq.data_ptr<float>(), d / 2, cos_sin);
-    kernels::raw::rotate_heads(q, hq, d, cos_sin);
-    kernels::raw::rotate_heads(k.data_ptr<float>(), hk, d, cos_sin);
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+    if (bf16) {
+      kernels::raw::round_bf16(cos_sin, d);  // cos / sin .to(bf16)
+      kernels::raw::rotate_heads_bf16(q, hq, d, cos_sin);
+      kernels::raw::rotate_heads_bf16(kf, hk, d, cos_sin);
+      kernels::raw::to_bf16(kf, reinterpret_cast<uint16_t*>(k.data_ptr<at::BFloat16>()), hk * d);
+      kernels::raw::to_bf16(vf, reinterpret_cast<uint16_t*>(v.data_ptr<at::BFloat16>()), hk * d);
+    } else {
+      kernels::raw::rotate_heads(q, hq, d, cos_sin);
+      kernels::raw::rotate_heads(kp, hk, d, cos_sin);
+    }
     auto [keys, values] = cache.update(k, v, a.layer_idx);
     const int64_t t = keys.size(2);
-    kernels::raw::decode_attention_f32(q, hq, hk, d, keys.data_ptr<float>(), keys.stride(1), keys.stride(2),
-                                       values.data_ptr<float>(), values.stride(1), values.stride(2), t, mask_row,
-                                       mask_stride, static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))), attn);
-    gemv(*a.o_proj, attn, h, true);
-    const LlamaRMSNorm& n2 = *layer->post_attention_layernorm;
-    kernels::raw::rms_norm_f32(h, n2.weight.data_ptr<float>(), x, hidden, static_cast<float>(n2.variance_epsilon));
-    gemv(*mlp.gate_proj, x, gate, false);
-    gemv(*mlp.up_proj, x, up, false);
-    kernels::raw::silu_mul_f32(gate, up, gate, inter);
-    gemv(*mlp.down_proj, gate, h, true);
+    if (bf16) {
+      float scale_bf16 = scale;  // mul_ by a Python float on a bf16 tensor rounds the scalar to bf16 first
+      kernels::raw::round_bf16(&scale_bf16, 1);
+      kernels::raw::decode_attention_bf16(q, hq, hk, d, bf16_data(keys), keys.stride(1), keys.stride(2),
+                                          bf16_data(values), values.stride(1), values.stride(2), t, mask_row,
+                                          mask_stride, scale_bf16, attn);
+    } else {
+      kernels::raw::decode_attention_f32(q, hq, hk, d, keys.data_ptr<float>(), keys.stride(1), keys.stride(2),
+                                         values.data_ptr<float>(), values.stride(1), values.stride(2), t, mask_row,
+                                         mask_stride, scale, attn);
+    }
+    linear(*a.o_proj, attn, h, true);
+    decode_rms_norm(*layer->post_attention_layernorm, h, x, hidden);
+    linear(*mlp.gate_proj, x, gate, false);
+    linear(*mlp.up_proj, x, up, false);
+    if (bf16) kernels::raw::silu_mul_bf16(gate, up, gate, inter);
+    else kernels::raw::silu_mul_f32(gate, up, gate, inter);
+    linear(*mlp.down_proj, gate, h, true);
   }
   at::Tensor out = at::empty_like(residual);
-  kernels::raw::rms_norm_f32(h, m.norm->weight.data_ptr<float>(), out.data_ptr<float>(), hidden,
-                             static_cast<float>(m.norm->variance_epsilon));
-  return out;
+  decode_rms_norm(*m.norm, h, out.data_ptr<float>(), hidden);
+  if (!bf16) return out;
+  at::Tensor out_bf16 = at::empty_like(residual, at::TensorOptions(at::kBFloat16));
+  kernels::raw::to_bf16(out.data_ptr<float>(), reinterpret_cast<uint16_t*>(out_bf16.data_ptr<at::BFloat16>()), hidden);
+  return out_bf16;
 }
 
 }  // namespace
@@ -464,12 +602,19 @@ ModelOutput LlamaModel::forward(const ModelInputs& in) {
   // causal mask, [B, 1, 1, Tk] with 0 / lowest (undefined without a mask), built directly instead of the generic way.
   const std::string& impl = c._attn_implementation();
   const at::Tensor& mask2d = in.attention_mask;
-  const bool one_query = kernels::usable(inputs_embeds) && inputs_embeds.scalar_type() == at::kFloat &&
-                         inputs_embeds.size(1) == 1 && !output_attentions && (impl == "eager" || impl == "sdpa") &&
-                         cache_position.numel() == 1 && cache_position.scalar_type() == at::kLong &&
-                         (!mask2d.defined() || mask2d.dim() == 2);
-  const bool decode_step =
+  const bool one_query = kernels::usable(inputs_embeds) && inputs_embeds.size(1) == 1 && !output_attentions &&
+                         (impl == "eager" || impl == "sdpa") && cache_position.numel() == 1 &&
+                         cache_position.scalar_type() == at::kLong && (!mask2d.defined() || mask2d.dim() == 2);
+  const bool query_at_end =
       one_query && cache_position.data_ptr<int64_t>()[0] == (mask2d.defined() ? mask2d.size(-1) - 1 : past_seen_tokens);
+  // A decode step of batch 1 through plain float32 or bfloat16 layers: one fused pass (no per-op tensors).
+  DecodeDtype fused = DecodeDtype::kUnsupported;
+  if (query_at_end && use_cache && !output_hidden_states && !checkpointing && inputs_embeds.size(0) == 1 &&
+      position_ids.numel() == 1 && position_ids.scalar_type() == at::kLong)
+    fused = fused_decode_supported(*this, inputs_embeds.scalar_type());
+  // bfloat16 takes the decode mask only with the fused step (the module path adds the bf16 causal mask).
+  const bool decode_step =
+      query_at_end && (inputs_embeds.scalar_type() == at::kFloat || fused != DecodeDtype::kUnsupported);
   at::Tensor causal_mask;
   if (decode_step) {
     if (mask2d.defined()) causal_mask = kernels::decode_mask(mask2d);
@@ -478,11 +623,9 @@ ModelOutput LlamaModel::forward(const ModelInputs& in) {
   }
 
   ModelOutput out;
-  // A float32 decode step of batch 1 through plain layers: one fused pass (same kernels, no per-op tensors).
-  if (decode_step && use_cache && !output_hidden_states && !checkpointing && inputs_embeds.size(0) == 1 &&
-      position_ids.numel() == 1 && position_ids.scalar_type() == at::kLong && fused_decode_supported(*this)) {
-    out.last_hidden_state = fused_decode_step(*this, inputs_embeds, position_ids.reshape({1}).data_ptr<int64_t>()[0],
-                                              *cache, causal_mask);
+  if (fused != DecodeDtype::kUnsupported) {
+    out.last_hidden_state = fused_decode_step(*this, fused, inputs_embeds,
+                                              position_ids.reshape({1}).data_ptr<int64_t>()[0], *cache, causal_mask);
     out.past_key_values = cache;
     return out;
   }
