@@ -27,7 +27,10 @@
 #include <filesystem>
 #include <map>
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 namespace tfcpp {
 
@@ -192,6 +195,84 @@ void gemv_table(const std::vector<int>& threads, int reps, std::map<int, Limits>
   }
 }
 
+// The weight files of a model folder (what a cold start reads from disk).
+std::vector<std::string> weight_files(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    const bool weights = name.find(".safetensors") != std::string::npos || name.find(".bin") != std::string::npos;
+    if (entry.is_regular_file() && weights) files.push_back(entry.path().string());
+  }
+  return files;
+}
+
+// Fraction of the files' pages resident in the page cache (mincore over a read-only mapping).
+double resident_fraction(const std::vector<std::string>& files) {
+  const long page = sysconf(_SC_PAGESIZE);
+  double resident = 0, total = 0;
+  for (const auto& file : files) {
+    int fd = ::open(file.c_str(), O_RDONLY);
+    if (fd < 0) continue;
+    const off_t size = lseek(fd, 0, SEEK_END);
+    if (size > 0) {
+      void* map = mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
+      if (map != MAP_FAILED) {
+        std::vector<unsigned char> pages(static_cast<size_t>((size + page - 1) / page));
+        if (mincore(map, static_cast<size_t>(size), pages.data()) == 0)
+          for (unsigned char p : pages) resident += p & 1;
+        total += static_cast<double>(pages.size());
+        munmap(map, static_cast<size_t>(size));
+      }
+    }
+    ::close(fd);
+  }
+  return total > 0 ? resident / total : 0.0;
+}
+
+// Asks the kernel to drop the files' clean pages from the page cache (no root needed; pages another process has
+// mapped stay).
+void evict_from_page_cache(const std::vector<std::string>& files) {
+  for (const auto& file : files) {
+    int fd = ::open(file.c_str(), O_RDONLY);
+    if (fd < 0) continue;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+}
+
+// Time to first token: from_pretrained, one forward over a `prompt`-token prompt, argmax of the last position.
+// Cold = the weight files evicted from the page cache first; warm = run again right after (files cached).
+void ttft_table(const BenchOptions& options, const std::string& dir, const std::vector<std::string>& dtypes,
+                int threads, int prompt) {
+  const std::vector<std::string> files = weight_files(dir);
+  fmt::print("\n| time to first token | precision | threads | prompt | page cache before | load s | prefill s | "
+             "first token s |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+  if (files.empty()) {
+    fmt::print("| {}: no weight files (random weights), nothing to load | | | | | | | |\n", model_label(options.model));
+    return;
+  }
+  init_runtime(threads);
+  for (const auto& dtype : dtypes)
+    for (const char* state : {"cold", "warm"}) {
+      if (std::string(state) == "cold") evict_from_page_cache(files);
+      const double resident = resident_fraction(files);
+      auto start = Clock::now();
+      auto model = load_model(options, dir, dtype);
+      const double load_s = seconds_since(start);
+      const int64_t vocab = model->get_input_embeddings()->num_embeddings;
+      ModelInputs in;
+      in.input_ids = at::randint(3, vocab, {1, std::max(1, prompt)}, at::kLong);
+      in.use_cache = true;
+      in.num_logits_to_keep = 1;  // generate()'s prefill
+      auto prefill_start = Clock::now();
+      model->forward(in).logits.select(1, -1).argmax(-1);
+      const double prefill_s = seconds_since(prefill_start);
+      fmt::print("| {} {} | {} | {} | {} | {:.0f} % | {:.3f} | {:.3f} | {:.3f} |\n", model_label(options.model), state,
+                 dtype, threads, prompt, 100 * resident, load_s, prefill_s, load_s + prefill_s);
+      std::fflush(stdout);
+    }
+}
+
 }  // namespace
 
 void add_bench_options(CLI::App* cmd, BenchOptions& o) {
@@ -211,7 +292,13 @@ void add_bench_options(CLI::App* cmd, BenchOptions& o) {
       ->delimiter(',')
       ->check(CLI::IsMember({"int8", "int4"}));
   cmd->add_option("--group-size", o.group_size, "int4 group size (default 128)");
+  cmd->add_flag("--keep-head-float", o.keep_head_float,
+                "Quantize as transformers does by default: the output head stays float (by default the bench "
+                "quantizes it too, as llama-quantize does, so Q8_0/Q4_0 compare like with like)");
   cmd->add_flag("!--no-roofline", o.roofline, "Skip measuring the machine's bandwidth and GEMM peaks");
+  cmd->add_flag("--ttft", o.ttft,
+                "Also time from_pretrained + the first token, cold (weight files evicted from the page cache) and "
+                "warm, for each --dtype, the first thread count and the first prompt length");
   cmd->add_flag("--gemv", o.gemv, "Also time the one-row GEMV kernels alone (GB/s vs read bandwidth)");
 }
 
@@ -245,7 +332,10 @@ int run_bench(const BenchOptions& options) {
       in.use_cache = false;
       at::Tensor reference = model->forward(in).logits.to(at::kFloat);
       const int64_t float_bytes = model->get_memory_footprint();
-      quantize_model(*model, {{"quant_method", "tfcpp_" + quant}, {"group_size", options.group_size}});
+      json quantization_config = {{"quant_method", "tfcpp_" + quant}, {"group_size", options.group_size}};
+      // llama-quantize quantizes the output matrix too (Q8_0 / Q6_K); an explicit empty list converts every Linear.
+      if (!options.keep_head_float) quantization_config["modules_to_not_convert"] = json::array();
+      quantize_model(*model, quantization_config);
       at::Tensor logits = model->forward(in).logits.to(at::kFloat);
       const double max_abs = (logits - reference).abs().max().item<double>();
       notes.push_back(fmt::format(
@@ -257,7 +347,10 @@ int run_bench(const BenchOptions& options) {
     const int64_t params = model->num_parameters();
     const int64_t token_bytes = bytes_per_token(*model);
     const int64_t token_params = params_per_token(*model);
-    const std::string precision = quant.empty() ? dtype : quant + " (" + dtype + " activations)";
+    auto head_module = model->get_output_embeddings();
+    const int64_t head_params = head_module ? head_module->in_features * head_module->out_features : 0;
+    const std::string precision =
+        quant.empty() ? dtype : quant == "int4" ? fmt::format("int4 g{} weight-only", options.group_size) : quant + " weight-only";
     notes.push_back(fmt::format("{} {}: load {:.3f} s, {:.1f} MB of weights read per decode step", label, precision,
                                 load_s, token_bytes / 1e6));
     for (int t : threads) {
@@ -272,9 +365,12 @@ int run_bench(const BenchOptions& options) {
           ModelInputs in;
           in.input_ids = prompt;
           in.use_cache = false;
+          in.num_logits_to_keep = 1;  // as llama-bench's pp and generate()'s prefill: logits of the last position only
           model->forward(in);
         });
-        const double gflops = 2.0 * token_params * s.mean / 1e9;
+        // Only the last position goes through the output head (num_logits_to_keep = 1).
+        const double head = static_cast<double>(head_params) * (p - 1) / p;
+        const double gflops = 2.0 * (static_cast<double>(token_params) - head) * s.mean / 1e9;
         fmt::print("| {} | {:.1f} MB | {:.2f} M | {} | {} | pp{} | {:.2f} ± {:.2f} | {:.2f} | {} | {} |\n", label,
                    token_bytes / 1e6, params / 1e6, precision, t, p, s.mean, s.sd, s.cpu,
                    options.roofline ? fmt::format("{:.0f} GFLOP/s", gemm_peak) : "-",
@@ -307,11 +403,19 @@ int run_bench(const BenchOptions& options) {
       }
     }
   }
+  if (options.ttft) {
+    std::vector<std::string> dtypes;
+    for (const auto& d : options.dtypes) dtypes.push_back(canonical_dtype(d));
+    if (dtypes.empty()) dtypes.push_back("float32");
+    const int prompt = options.prompt_tokens.empty() ? 128 : options.prompt_tokens.front();
+    ttft_table(options, dir, dtypes, threads.front(), prompt);
+  }
   if (options.gemv) gemv_table(threads, options.repetitions, limits, options.roofline);
   fmt::print("\n");
   for (const auto& [t, l] : limits)
-    fmt::print("machine, {} thread(s): read {:.1f} GB/s, sgemm {:.1f} GFLOP/s, bf16 gemm {:.1f} GFLOP/s\n", t,
-               l.read_gbs, l.sgemm_gflops, l.bf16_gflops);
+    if (options.roofline)
+      fmt::print("machine, {} thread(s): read {:.1f} GB/s, sgemm {:.1f} GFLOP/s, bf16 gemm {:.1f} GFLOP/s\n", t,
+                 l.read_gbs, l.sgemm_gflops, l.bf16_gflops);
   fmt::print("kernels: {} ({}), OMP_WAIT_POLICY={}, OPENBLAS_CORETYPE={}\n", kernels::enabled() ? "on" : "off",
              kernels::isa(), std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "unset",
              std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "unset");

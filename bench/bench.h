@@ -20,6 +20,8 @@ struct BenchOptions {
   std::vector<std::string> quantize;    // --quantize: int8, int4 (weight-only, on the float32 model; error reported)
   int repetitions = 5;
   int64_t group_size = 128;
+  bool keep_head_float = false;
+  bool ttft = false;  // --ttft: time to first token, cold (weight files evicted from the page cache) and warm  // --keep-head-float: transformers' default modules_to_not_convert (head stays float)
   bool roofline = true;                 // measure bandwidth and GEMM peaks (--no-roofline skips)
   bool gemv = false;                    // --gemv: also time the one-row GEMV kernels alone
 };

@@ -109,3 +109,21 @@ TEST(Cli, ResizeEmbeddingsAndPruneHeads) {
 }
 
 }  // namespace
+
+// tfcpp bench: llama-bench's table for every precision, the quantized rows with their error note, and the time to
+// first token cold (the weight file evicted from the page cache first) and warm.
+TEST(Cli, BenchPrintsEveryRowAndTimeToFirstToken) {
+  auto [rc, output] = run_command(tfcpp("bench -m " + source_dir() +
+                                        "/models/stories260K -p 8 -n 4 -t 1 -r 1 --no-roofline --dtype f32,bf16 "
+                                        "--quantize int8 --ttft"));
+  ASSERT_EQ(rc, 0) << output;
+  for (const char* row : {"| float32 | 1 | pp8 |", "| float32 | 1 | tg4 |", "| bfloat16 | 1 | pp8 |",
+                          "| bfloat16 | 1 | tg4 |", "| int8 weight-only | 1 | tg4 |",
+                          "| stories260K cold | float32 | 1 | 8 |", "| stories260K warm | float32 | 1 | 8 |",
+                          "| stories260K warm | bfloat16 | 1 | 8 |", "tfcpp_int8: max|dlogits|"})
+    EXPECT_NE(output.find(row), std::string::npos) << row << "\n" << output;
+  // Warm: the file was just read, so it is resident.
+  EXPECT_NE(output.find("| stories260K warm | float32 | 1 | 8 | 100 % |"), std::string::npos) << output;
+  EXPECT_EQ(run_command(tfcpp("bench -m " + source_dir() + "/models/stories260K --dtype f8")).first, 1);
+  EXPECT_EQ(run_command(tfcpp("bench -m " + source_dir() + "/models/stories260K --quantize int3")).first, 2);
+}
