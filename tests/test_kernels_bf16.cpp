@@ -10,6 +10,7 @@
 #include "transformers/kernels.h"
 #include "transformers/models/llama.h"
 #include "transformers/quantization.h"
+#include "transformers/torch_bin.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -185,9 +186,10 @@ TEST(KernelsBf16, DecodeAttentionMatchesEagerInBf16WithGqaAndPadding) {
         if (t > 2) mask2d[0][0] = 0, mask2d[0][2] = 0;
         AttentionArgs args;
         args.scaling = 1.0 / std::sqrt(static_cast<double>(d));
+        args.scale_divisor = std::sqrt(static_cast<double>(d));  // LlamaAttention: / math.sqrt(head_dim)
         at::Tensor kr = k.repeat_interleave(hq / hk, 1), vr = v.repeat_interleave(hq / hk, 1);
-        float scale = static_cast<float>(args.scaling);
-        kernels::raw::round_bf16(&scale, 1);
+        float divisor = static_cast<float>(args.scale_divisor);
+        kernels::raw::round_bf16(&divisor, 1);
         for (bool with_mask : {false, true}) {
           // The module path's bf16 causal mask: 0 or bf16's lowest.
           at::Tensor mask = at::zeros({1, 1, 1, t}).masked_fill_(mask2d.eq(0).view({1, 1, 1, t}),
@@ -199,7 +201,7 @@ TEST(KernelsBf16, DecodeAttentionMatchesEagerInBf16WithGqaAndPadding) {
           kernels::raw::decode_attention_bf16(
               qf.data(), hq, hk, d, reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>()), k.stride(1),
               k.stride(2), reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>()), v.stride(1), v.stride(2), t,
-              with_mask ? fmask.data_ptr<float>() : nullptr, 1, scale, out.data());
+              with_mask ? fmask.data_ptr<float>() : nullptr, 1, divisor, out.data());
           // Rounded at the same points and summed as torch 1.13 sums (bit-exact here; exp is libm's, not Sleef's).
           Mismatch m = compare_bf16(tensor(out, {1, hq, 1, d}), ref);
           EXPECT_LE(m.max_ulps, 1.0) << "t " << t << " d " << d << " mask " << with_mask;
@@ -372,5 +374,41 @@ TEST(KernelsQuantDecode, FusedStepMatchesModulePathForInt8AndInt4) {
     ASSERT_GT(quantize_model(*model, config), 0);
     expect_fused_matches_module_path(*model, "stories260K " + method, 24);
     expect_generate_matches_plain(*model, "stories260K " + method, 24);
+  }
+}
+
+// Python transformers 4.40.2 in bfloat16 on the embedded model (tests/fixtures/make_bf16_reference.py): the greedy
+// sequence and every step's logits, through the fused bf16 step (kernels on) and the module path's eager attention
+// (kernels off). Both divide the bf16 scores by sqrt(head_dim) as LlamaAttention does (head_dim 8: multiplying by
+// 1/sqrt(8) instead moved logits by up to 0.33 from the first step on).
+TEST(KernelsBf16Decode, Stories260KMatchesTransformers) {
+  const std::string dir = source_dir() + "/tests/fixtures/bf16/";
+  const json expected = read_json(dir + "stories260K_greedy.json");
+  const auto saved = load_torch_bin(dir + "stories260K_greedy.bin");
+  ASSERT_EQ(saved.size(), 1u);
+  const at::Tensor expected_logits = saved[0].second;  // "logits" [steps, vocab]
+  auto model = load_bf16(source_dir() + "/models/stories260K");
+  const std::vector<int64_t> prompt = expected["input_ids"].get<std::vector<int64_t>>();
+  GenerationConfig config = model->generation_config;
+  config.max_new_tokens = expected["max_new_tokens"].get<int64_t>();
+  config.do_sample = false;
+  config.num_beams = 1;
+  config.output_logits = true;
+  config.return_dict_in_generate = true;
+  KernelSettings restore;
+  for (bool kernels_on : {true, false}) {
+    kernels::set_enabled(kernels_on);
+    GenerateOutput out = generate(*model, at::tensor(prompt, at::kLong).view({1, -1}), config);
+    const at::Tensor sequence = out.sequences[0].contiguous();
+    EXPECT_EQ(std::vector<int64_t>(sequence.data_ptr<int64_t>(), sequence.data_ptr<int64_t>() + sequence.numel()),
+              expected["sequences"].get<std::vector<int64_t>>())
+        << "kernels " << kernels_on;
+    ASSERT_EQ(static_cast<int64_t>(out.logits.size()), expected_logits.size(0));
+    // Kernels off: the same ATen ops as Python, bit for bit. Kernels on: the bf16 GEMV sums in another order than
+    // oneDNN's bf16 linear, so a logit may move by a bf16 ulp or two (0.0625-0.125 at these magnitudes).
+    const double atol = kernels_on ? 0.25 : 1e-6;
+    for (size_t i = 0; i < out.logits.size(); ++i)
+      EXPECT_TRUE(tensors_close("kernels " + std::to_string(kernels_on) + " step " + std::to_string(i),
+                                out.logits[i][0].to(at::kFloat), expected_logits[static_cast<int64_t>(i)], atol, 0));
   }
 }

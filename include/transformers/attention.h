@@ -13,6 +13,9 @@ namespace transformers {
 
 struct AttentionArgs {
   double scaling = 1.0;        // multiplies q·kᵀ
+  // > 0: eager attention divides q·kᵀ by it instead of multiplying by `scaling` (LlamaAttention's
+  // "/ math.sqrt(head_dim)"; in bf16 the two round differently when sqrt(head_dim) is not a power of two).
+  double scale_divisor = 0.0;
   double dropout = 0.0;        // applied only when `training`
   bool training = false;
   bool output_attentions = false;

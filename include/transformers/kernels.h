@@ -119,12 +119,13 @@ void add_bf16(float* h, const float* y, int64_t n);  // h = bf16(h + y) (the res
 void silu_mul_bf16(const float* gate, const float* up, float* out, int64_t n);
 // rotate_half RoPE in bf16 on `heads` vectors: bf16(bf16(x1 c) + bf16(-x2 s)), ...; cos_sin already bf16-rounded.
 void rotate_heads_bf16(float* x, int64_t heads, int64_t head_dim, const float* cos_sin);
-// decode_attention_f32's contract over bf16 keys/values, with eager attention's bf16 roundings: scores rounded, times
-// `scale` (pass the bf16-rounded scale) rounded, float32 softmax, probabilities rounded, output rounded; both products
+// decode_attention_f32's contract over bf16 keys/values, with eager attention's bf16 roundings: scores rounded, divided
+// by `score_divisor` (LlamaAttention's / math.sqrt(head_dim); pass it bf16-rounded) and rounded, float32 softmax,
+// probabilities rounded, output rounded; both products
 // summed as libtorch 1.13's bf16 bmm sums them for heads x head_dim x t (in float32, or in bf16 for small products).
 void decode_attention_bf16(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const uint16_t* k,
                            int64_t k_head_stride, int64_t k_stride, const uint16_t* v, int64_t v_head_stride,
-                           int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride, float scale,
+                           int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride, float score_divisor,
                            float* out);
 }  // namespace raw
 

@@ -437,11 +437,11 @@ Bf16Bmm bf16_bmm_rounding(int64_t heads, int64_t d, int64_t t) {
 }
 
 // One head of LlamaAttention's eager / sdpa math in bf16 (transformers 4.40.2 on torch 1.13): scores = q·kᵀ rounded
-// to bf16, times the bf16 scale and rounded (mul_), plus the mask, softmax in float32, probabilities rounded to bf16,
+// to bf16, divided by the bf16 divisor and rounded (div_ by math.sqrt(head_dim)), plus the mask, softmax in float32, probabilities rounded to bf16,
 // their weighted sum of v rounded to bf16 (both products summed as torch 1.13 does for these sizes, Bf16Bmm).
 void attend_one_bf16(const float* q, const uint16_t* k, int64_t k_stride, const uint16_t* v, int64_t v_stride,
-                     int64_t t, int64_t d, const float* mask, int64_t mask_stride, float scale, Bf16Bmm mode,
-                     float* out, float* scores) {
+                     int64_t t, int64_t d, const float* mask, int64_t mask_stride, float score_divisor,
+                     Bf16Bmm mode, float* out, float* scores) {
   const bool avx512 = cpu_avx512();
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < t; ++j) {
@@ -452,7 +452,7 @@ void attend_one_bf16(const float* q, const uint16_t* k, int64_t k_stride, const 
     } else {
       dot = avx512 ? dot_bf16_avx512(q, kr, d) : dot_bf16_scalar(q, kr, d);
     }
-    float s = round_bf16(round_bf16(dot) * scale);
+    float s = round_bf16(round_bf16(dot) / score_divisor);
     if (mask) s += mask[j * mask_stride];
     scores[j] = s;
     mx = std::max(mx, s);
@@ -554,8 +554,8 @@ void rotate_heads_bf16(float* x, int64_t heads, int64_t head_dim, const float* c
 
 void decode_attention_bf16(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const uint16_t* k,
                            int64_t k_head_stride, int64_t k_stride, const uint16_t* v, int64_t v_head_stride,
-                           int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride, float scale,
-                           float* out) {
+                           int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride,
+                           float score_divisor, float* out) {
   const int64_t rep = heads / kv_heads;
   const int64_t work = std::max<int64_t>(1, 2 * t * head_dim);
   const Bf16Bmm mode = bf16_bmm_rounding(heads, head_dim, t);
@@ -565,7 +565,7 @@ void decode_attention_bf16(const float* q, int64_t heads, int64_t kv_heads, int6
     for (int64_t h = h0; h < h1; ++h) {
       const int64_t g = h / rep;
       attend_one_bf16(q + h * head_dim, k + g * k_head_stride, k_stride, v + g * v_head_stride, v_stride, t, head_dim,
-                      mask, mask_stride, scale, mode, out + h * head_dim, p.data());
+                      mask, mask_stride, score_divisor, mode, out + h * head_dim, p.data());
     }
   });
 }

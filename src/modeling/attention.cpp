@@ -24,7 +24,8 @@ std::map<std::string, AttentionFunction>& registry() {
 std::pair<at::Tensor, at::Tensor> eager_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                   const at::Tensor& mask, const AttentionArgs& args) {
   at::Tensor weights = at::matmul(q, k.transpose(2, 3));
-  if (args.scaling != 1.0) weights.mul_(args.scaling);
+  if (args.scale_divisor > 0) weights.div_(args.scale_divisor);
+  else if (args.scaling != 1.0) weights.mul_(args.scaling);
   if (mask.defined()) weights = weights + mask;
   weights = at::softmax(weights, -1, at::kFloat).to(q.scalar_type());
   if (args.training && args.dropout > 0) weights = at::dropout(weights, args.dropout, true);

@@ -212,6 +212,7 @@ std::pair<at::Tensor, at::Tensor> LlamaAttention::forward(const at::Tensor& hidd
 
   AttentionArgs args;
   args.scaling = scaling;
+  args.scale_divisor = std::sqrt(static_cast<double>(head_dim));  // transformers: / math.sqrt(self.head_dim)
   args.dropout = attention_dropout;
   args.training = is_training();
   args.output_attentions = output_attentions;
@@ -544,11 +545,12 @@ at::Tensor fused_decode_step(LlamaModel& m, DecodeDtype dt, const at::Tensor& in
     auto [keys, values] = cache.update(k, v, a.layer_idx);
     const int64_t t = keys.size(2);
     if (bf16) {
-      float scale_bf16 = scale;  // mul_ by a Python float on a bf16 tensor rounds the scalar to bf16 first
-      kernels::raw::round_bf16(&scale_bf16, 1);
+      // Eager divides the bf16 scores by math.sqrt(head_dim); a Python float on a bf16 tensor is rounded to bf16.
+      float divisor_bf16 = static_cast<float>(std::sqrt(static_cast<double>(d)));
+      kernels::raw::round_bf16(&divisor_bf16, 1);
       kernels::raw::decode_attention_bf16(q, hq, hk, d, bf16_data(keys), keys.stride(1), keys.stride(2),
                                           bf16_data(values), values.stride(1), values.stride(2), t, mask_row,
-                                          mask_stride, scale_bf16, attn);
+                                          mask_stride, divisor_bf16, attn);
     } else {
       kernels::raw::decode_attention_f32(q, hq, hk, d, keys.data_ptr<float>(), keys.stride(1), keys.stride(2),
                                          values.data_ptr<float>(), values.stride(1), values.stride(2), t, mask_row,
