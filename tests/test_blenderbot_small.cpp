@@ -186,12 +186,15 @@ TEST(BlenderbotSmallCache, BeamReorderKeepsCrossAttentionStates) {
 }
 
 TEST(BlenderbotSmallGeneration, PrecomputedEncoderOutputsGiveTheSameIds) {
+  at::manual_seed(0);  // random weights: independent of what earlier tests drew
   auto model = std::make_shared<BlenderbotSmallForConditionalGeneration>(tiny_config());
   model->eval();
   GenerationConfig config = model->generation_config;
   EXPECT_EQ(config.forced_eos_token_id, 2);
   EXPECT_EQ(config.decoder_start_token_id, 1);
   config.max_new_tokens = 5;
+  // No sampled EOS before the forced one (random weights may well pick token 2 early and stop the batch).
+  config.min_new_tokens = 4;
   ModelInputs kwargs;
   kwargs.attention_mask = encoder_mask();
   GenerateOutput direct = generate(*model, encoder_ids(), config, kwargs);
