@@ -1,6 +1,7 @@
 // Fused inference kernels (kernels.h) against their ATen references (odd sizes, vector tails, 1 and 2 threads), and
 // the fast Llama decode path against the plain one on the embedded model and fixture models.
 #include "test_util.h"
+#include "kernel_test_util.h"
 
 #include "transformers/auto.h"
 #include "transformers/generation.h"
@@ -181,14 +182,7 @@ void expect_fast_path_matches_plain(const std::string& dir, int64_t new_tokens, 
     kwargs.attention_mask[1][0] = 0;
     kwargs.attention_mask[1][1] = 0;
   }
-  GenerationConfig config = model->generation_config;
-  config.max_new_tokens = new_tokens;
-  config.min_new_tokens = new_tokens;
-  config.do_sample = false;
-  config.num_beams = 1;
-  config.output_logits = true;
-  config.return_dict_in_generate = true;
-  if (!config.pad_token_id) config.pad_token_id = 0;
+  GenerationConfig config = greedy_logits_config(*model, new_tokens);
   kernels::set_enabled(false);
   GenerateOutput plain = generate(*model, ids, config, kwargs);
   for (int threads : {1, 2}) {

@@ -2,6 +2,7 @@
 // (torch rounds every bf16 op to nearest even), and the fused bf16 Llama decode step against the module path (kernels
 // on, fused step off) and the plain ATen path (kernels off): greedy tokens and per-step logits.
 #include "test_util.h"
+#include "kernel_test_util.h"
 
 #include "transformers/attention.h"
 #include "transformers/auto.h"
@@ -305,14 +306,7 @@ void expect_generate_matches_plain(PreTrainedModel& model, const std::string& wh
   const int64_t vocab = model.get_input_embeddings()->num_embeddings;
   at::manual_seed(2);
   at::Tensor ids = at::randint(3, vocab, {1, 5}, at::kLong);
-  GenerationConfig config = model.generation_config;
-  config.max_new_tokens = new_tokens;
-  config.min_new_tokens = new_tokens;
-  config.do_sample = false;
-  config.num_beams = 1;
-  config.output_logits = true;
-  config.return_dict_in_generate = true;
-  if (!config.pad_token_id) config.pad_token_id = 0;
+  GenerationConfig config = greedy_logits_config(model, new_tokens);
   kernels::set_enabled(false);
   GenerateOutput plain = generate(model, ids, config);
   kernels::set_enabled(true);
