@@ -44,6 +44,13 @@ bool prepare_environment() {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     changed = true;
   }
+  // OpenBLAS's own threads spin for 2^28 cycles (~0.1 s) after each call before they sleep; between two GEMMs the
+  // process runs libtorch's OpenMP ops and our kernels on the same cores, which those spinning threads then starve.
+  // The shortest timeout (2^4 cycles) measured +16 % on 110M fp32 pp128 with 2 threads (bench/README.md).
+  if (!std::getenv("OPENBLAS_THREAD_TIMEOUT")) {
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+    changed = true;
+  }
   // Only override OpenBLAS when it actually misdetected this CPU (0.3.21 does on some AVX-512 parts).
   if (!std::getenv("OPENBLAS_CORETYPE") && weak_kernel(openblas_core())) {
     if (cpu_has_flag("avx512f")) setenv("OPENBLAS_CORETYPE", "SkylakeX", 1), changed = true;
