@@ -86,6 +86,19 @@ void gemv_q4(const uint8_t* packed, const float* scale, const uint8_t* zero, int
              float* y, const float* bias, int64_t out, int64_t in, bool accumulate);
 }  // namespace raw
 
+// ---- Prompt processing on float32 Linears (src/kernels/sgemm.cpp) ----
+// The weight W [out, in] repacked once into panels of 32 output rows, [ceil(out / 32)][in][32] (zero-padded), the
+// layout sgemm_packed's AVX-512 micro-kernel streams. nn::Linear packs on its first several-row forward and keeps
+// the panels (one more copy of the weight) until the weight changes.
+at::Tensor pack_sgemm_weight(const at::Tensor& weight);
+// y [..., out] = x [..., in] Wᵀ (+ b), x float32, from pack_sgemm_weight(W); threads over panels.
+at::Tensor sgemm_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features, const at::Tensor& bias);
+// Whether Linear takes the packed path: AVX-512F, enabled(), and prepacking on (default; TFCPP_PREPACK=0 in the
+// environment or set_prepack(false) keep every several-row float32 Linear on at::linear and no second copy).
+bool sgemm_supported();
+bool prepack_enabled();
+void set_prepack(bool on);
+
 // Whether gemv_q4 / qgemm handle this int4 group size (a multiple of kQBlock).
 bool q4_group_supported(int64_t group_size);
 

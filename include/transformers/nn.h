@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -71,8 +72,14 @@ class Linear : public Module {
   int64_t quant_group_size = 0;
   at::Tensor weight_scale, weight_zero;
 
+  // The prefill GEMM's copy of `weight` (kernels.h pack_sgemm_weight), built on the first float32 forward of several
+  // rows and rebuilt when `weight` is another tensor or was written in place (its version counter moved).
+  struct PackedWeight;
+
  private:
   at::Tensor forward_impl(const at::Tensor& x) const;
+  at::Tensor packed_forward(const at::Tensor& x) const;  // undefined when the packed path does not apply
+  mutable std::shared_ptr<const PackedWeight> packed_;
 };
 // Forward of a quantized Linear (src/core/quantization_kernels.cpp).
 at::Tensor quantized_linear_forward(const Linear& layer, const at::Tensor& x);

@@ -86,8 +86,46 @@ at::Tensor Linear::forward(const at::Tensor& x) const {
   return with_offload_hooks(*this, [&] { return forward_impl(x); });
 }
 
+namespace {
+int64_t version_of(const at::Tensor& t) { return t.is_inference() ? 0 : t._version(); }
+}  // namespace
+
+struct Linear::PackedWeight {
+  explicit PackedWeight(const at::Tensor& weight)
+      : source(weight.storage().getWeakStorageImpl()), data(weight.data_ptr()), version(version_of(weight)),
+        panels(kernels::pack_sgemm_weight(weight)) {}
+  // Weak: the old weight's memory is not kept alive, yet its StorageImpl address cannot be reused while this is held.
+  c10::weak_intrusive_ptr<c10::StorageImpl> source;
+  const void* data;
+  int64_t version;
+  at::Tensor panels;
+};
+
+at::Tensor Linear::packed_forward(const at::Tensor& x) const {
+  // Several rows of float32 at inference (eval mode, no autograd graph) on a CPU with the AVX-512 GEMM. Training
+  // mode keeps at::linear, so that gradient checkpointing's no-grad pass and its recomputation sum alike.
+  if (x.numel() <= in_features || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
+      !x.device().is_cpu() || !weight.device().is_cpu() || weight.dim() != 2 || is_training() ||
+      (bias.defined() && (bias.scalar_type() != at::kFloat || !bias.is_contiguous())) || !kernels::sgemm_supported() ||
+      (at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() ||
+                                      (bias.defined() && bias.requires_grad()))))
+    return {};
+  // While a model is disk-offloaded, panels are packed per call and dropped: a kept copy would defeat the offload.
+  if (offload::active_models.load(std::memory_order_relaxed))
+    return kernels::sgemm_packed(x, kernels::pack_sgemm_weight(weight), out_features, bias);
+  std::shared_ptr<const PackedWeight> cached = std::atomic_load(&packed_);
+  const c10::StorageImpl* storage = weight.storage().unsafeGetStorageImpl();
+  if (!cached || cached->source.lock().get() != storage || cached->data != weight.data_ptr() ||
+      cached->version != version_of(weight)) {
+    cached = std::make_shared<const PackedWeight>(weight);
+    std::atomic_store(&packed_, cached);
+  }
+  return kernels::sgemm_packed(x, cached->panels, out_features, bias);
+}
+
 at::Tensor Linear::forward_impl(const at::Tensor& x) const {
   if (quant_bits) return quantized_linear_forward(*this, x);
+  if (at::Tensor y = packed_forward(x); y.defined()) return y;
   // One row (decode) at inference: our multithreaded AVX-512 GEMV for fp32 / bf16 / fp16 weights (kernels.h).
   if (x.numel() == in_features && kernels::usable(x)) {
     at::Tensor y = kernels::gemv(x, weight, bias);
