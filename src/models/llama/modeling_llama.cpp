@@ -427,7 +427,20 @@ const uint16_t* bf16_data(const at::Tensor& t) { return reinterpret_cast<const u
 struct DecodeScratch {
   std::vector<float> f;
   std::vector<uint16_t> b;
+  at::Tensor k, v;  // the step's new key / value rows [1, H_kv, 1, D], reused while their shape and dtype hold
 };
+
+// scratch.k / scratch.v for this layer: reused from the previous layer or token when the cache copies what update()
+// is given (DynamicCache and StaticCache write the rows into their own buffers), fresh tensors otherwise (a Cache
+// that kept a reference would see them overwritten).
+void decode_kv_rows(DecodeScratch& scratch, Cache& cache, int64_t kv_heads, int64_t head_dim, at::ScalarType dtype) {
+  const bool copies = dynamic_cast<DynamicCache*>(&cache) != nullptr;
+  auto fits = [&](const at::Tensor& t) {
+    return copies && t.defined() && t.scalar_type() == dtype && t.size(1) == kv_heads && t.size(3) == head_dim;
+  };
+  if (!fits(scratch.k)) scratch.k = at::empty({1, kv_heads, 1, head_dim}, at::TensorOptions(dtype));
+  if (!fits(scratch.v)) scratch.v = at::empty({1, kv_heads, 1, head_dim}, at::TensorOptions(dtype));
+}
 
 // One Linear on one row, the fused step's single GEMV dispatch point (by the Linear's weight dtype): y = x Wᵀ (+ b),
 // or y += x Wᵀ (+ b) with `accumulate` (the residual sum). float32: kernels::raw::gemv_f32 as the module path.
@@ -520,8 +533,9 @@ at::Tensor fused_decode_step(LlamaModel& m, DecodeDtype dt, const at::Tensor& in
     auto linear = [&](const nn::Linear& l, const float* in, float* out, bool accumulate) {
       decode_linear(l, in, out, accumulate, tmp, xb, bias_f);
     };
-    at::Tensor k = at::empty({1, hk, 1, d}, at::TensorOptions(dtype));
-    at::Tensor v = at::empty({1, hk, 1, d}, at::TensorOptions(dtype));
+    decode_kv_rows(scratch, cache, hk, d, dtype);
+    const at::Tensor& k = scratch.k;
+    const at::Tensor& v = scratch.v;
     float* kp = bf16 ? kf : k.data_ptr<float>();
     float* vp = bf16 ? vf : v.data_ptr<float>();
     decode_rms_norm(*layer->input_layernorm, h, x, hidden);
