@@ -417,9 +417,9 @@ int run_bench(const BenchOptions& options) {
       fmt::print("machine, {} thread(s): read {:.1f} GB/s, sgemm {:.1f} GFLOP/s, bf16 gemm {:.1f} GFLOP/s\n", t,
                  l.read_gbs, l.sgemm_gflops, l.bf16_gflops);
   auto env_or_unset = [](const char* name) { return std::getenv(name) ? std::getenv(name) : "unset"; };
-  fmt::print("kernels: {} ({}), OMP_WAIT_POLICY={}, OPENBLAS_THREAD_TIMEOUT={}, OPENBLAS_CORETYPE={}\n",
+  fmt::print("kernels: {} ({}), OMP_WAIT_POLICY={}, GOMP_SPINCOUNT={}, OPENBLAS_THREAD_TIMEOUT={}, OPENBLAS_CORETYPE={}\n",
              kernels::enabled() ? "on" : "off", kernels::isa(), env_or_unset("OMP_WAIT_POLICY"),
-             env_or_unset("OPENBLAS_THREAD_TIMEOUT"), env_or_unset("OPENBLAS_CORETYPE"));
+             env_or_unset("GOMP_SPINCOUNT"), env_or_unset("OPENBLAS_THREAD_TIMEOUT"), env_or_unset("OPENBLAS_CORETYPE"));
   for (const auto& note : notes) fmt::print("{}\n", note);
   return 0;
 }

@@ -15,7 +15,8 @@ struct RuntimeInfo {
 // threads <= 0: TFCPP_NUM_THREADS if set, else the number of physical cores.
 RuntimeInfo init_runtime(int threads = 0);
 
-// Environment the CLI wants before libgomp/OpenBLAS load: OMP_WAIT_POLICY=PASSIVE, OPENBLAS_THREAD_TIMEOUT=4 (its
+// Environment the CLI wants before libgomp/OpenBLAS load: GOMP_SPINCOUNT=30000 (idle OpenMP threads spin tens of µs,
+// not ~1 ms, unless OMP_WAIT_POLICY is set), OPENBLAS_THREAD_TIMEOUT=4 (its
 // threads sleep right after a call instead of spinning on the cores OpenMP needs next) and, when OpenBLAS 0.3.21
 // picked a pre-AVX kernel on an AVX2/AVX-512 CPU, OPENBLAS_CORETYPE=SkylakeX/Haswell. Returns true if anything had
 // to change (then the caller re-executes itself, since all are read only when the libraries load).

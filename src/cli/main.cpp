@@ -11,7 +11,7 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
-  // OMP_WAIT_POLICY and OPENBLAS_CORETYPE are read when libgomp/OpenBLAS load, i.e. before main: set them and
+  // GOMP_SPINCOUNT and the OPENBLAS_* variables are read when libgomp/OpenBLAS load, i.e. before main: set them and
   // re-execute once (TFCPP_REEXEC guards against loops).
   if (!std::getenv("TFCPP_REEXEC") && transformers::prepare_environment()) {
     setenv("TFCPP_REEXEC", "1", 1);
