@@ -166,6 +166,58 @@ TEST(KernelsAttention, DecodeAttentionMatchesEagerWithGqaAndPadding) {
   }
 }
 
+// A prompt: every query row over the keys its mask row leaves visible, against eager attention (matmul, softmax over
+// all keys, matmul) with transformers' causal mask (float32 lowest above the diagonal, a cache offset, left padding
+// that masks whole rows: eager's softmax is uniform there, and so must the kernel be).
+TEST(KernelsAttention, PrefillAttentionMatchesEagerWithCausalPaddedAndFullyMaskedRows) {
+  KernelSettings restore;
+  c10::InferenceMode guard;
+  const float lowest = std::numeric_limits<float>::lowest();
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (int64_t tq : {2, 9, 40}) {
+      for (int64_t d : {5, 16, 64}) {
+        for (int64_t past : {0, 3}) {
+          const int64_t b = 2, hq = 4, hk = 2, t = past + tq;
+          at::Tensor k = at::randn({b, hk, t + 5, d}).narrow(2, 0, t), v = at::randn({b, hk, t + 5, d}).narrow(2, 0, t);
+          at::Tensor q = at::randn({b, tq, hq, d}).transpose(1, 2);  // [B, H, Tq, D] as the attention makes it
+          // Causal (query i sees keys <= past + i), then row 1 left-padded over its first past + 2 keys.
+          at::Tensor mask = at::zeros({b, 1, tq, t});
+          for (int64_t i = 0; i < tq; ++i)
+            for (int64_t j = past + i + 1; j < t; ++j) mask[0][0][i][j] = lowest, mask[1][0][i][j] = lowest;
+          for (int64_t i = 0; i < tq; ++i)
+            for (int64_t j = 0; j < std::min(t, past + 2); ++j) mask[1][0][i][j] = lowest;
+          const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+          at::Tensor kr = k.unsqueeze(2).expand({b, hk, hq / hk, t, d}).reshape({b, hq, t, d});
+          at::Tensor vr = v.unsqueeze(2).expand({b, hk, hq / hk, t, d}).reshape({b, hq, t, d});
+          for (bool with_mask : {false, true}) {
+            at::Tensor scores = at::matmul(q, kr.transpose(2, 3)).mul_(scale);
+            if (with_mask) scores = scores + mask;
+            at::Tensor ref = at::matmul(at::softmax(scores, -1), vr).transpose(1, 2).reshape({b, tq, hq * d});
+            at::Tensor out = kernels::attention(q, k, v, with_mask ? mask : at::Tensor(), scale);
+            EXPECT_LT(rel_err(out, ref), 1e-5) << "tq " << tq << " d " << d << " past " << past << " mask " << with_mask;
+          }
+          // Row 1's first query (padded: every key masked when past = 0): eager's uniform average of all the values.
+          if (past == 0) {
+            at::Tensor out = kernels::attention(q, k, v, mask, scale).view({b, tq, hq, d});
+            EXPECT_LT(rel_err(out[1][0][0], vr[1][0].mean(0)), 1e-5) << "tq " << tq << " d " << d;
+          }
+          // A mask broadcast over the batch ([1, 1, Tq, Tk], expanded).
+          at::Tensor shared = mask.narrow(0, 0, 1);
+          at::Tensor ref = at::matmul(at::softmax(at::matmul(q, kr.transpose(2, 3)).mul_(scale) + shared, -1), vr)
+                               .transpose(1, 2).reshape({b, tq, hq * d});
+          EXPECT_LT(rel_err(kernels::attention(q, k, v, shared, scale), ref), 1e-5);
+        }
+      }
+    }
+  }
+  EXPECT_THROW(kernels::attention(at::randn({1, 3, 4, 8}), at::randn({1, 2, 5, 8}), at::randn({1, 2, 5, 8}), {}, 1.0),
+               c10::Error) << "3 query heads over 2 key/value heads";
+  EXPECT_THROW(kernels::attention(at::randn({1, 2, 4, 8}), at::randn({1, 2, 5, 8}), at::randn({1, 2, 5, 8}),
+                                  at::zeros({1, 1, 3, 5}), 1.0),
+               c10::Error) << "mask rows != queries";
+}
+
 namespace {
 
 // Greedy generation with the kernels on and off: the same ids, and per-step logits equal up to float32 rounding.

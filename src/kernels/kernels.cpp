@@ -30,7 +30,14 @@ namespace transformers::kernels {
 namespace {
 
 std::atomic<int> enabled_state{-1};  // -1: not read from the environment yet
-std::atomic<int64_t> parallel_bytes{1 << 20};
+// 256 KB: measured on 2 cores (110M Llama decode, 2 threads), 1 MB → 256 KB took int4 from 292 to 378 tok/s (its
+// 768 x 768 and 768 x 2048 codes are 0.3 and 0.8 MB) and left float32 / bf16 / the 260K model where they were.
+// TFCPP_MIN_PARALLEL_BYTES overrides it (set_min_parallel_bytes at run time).
+int64_t initial_parallel_bytes() {
+  const char* env = std::getenv("TFCPP_MIN_PARALLEL_BYTES");
+  return env && *env ? std::max<int64_t>(0, std::atoll(env)) : int64_t{256} << 10;
+}
+std::atomic<int64_t> parallel_bytes{initial_parallel_bytes()};
 
 bool cpu_avx512() {
   static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
@@ -334,24 +341,81 @@ static float exp_and_inverse_sum(float* scores, int64_t t, float mx) {
   return 1.0f / sum;
 }
 
+namespace {
+
+float dot_f32(const float* a, const float* b, int64_t d) {
+  float s = 0;
+  for (int64_t i = 0; i < d; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void axpy_f32(float w, const float* x, float* y, int64_t d) {
+  for (int64_t i = 0; i < d; ++i) y[i] += w * x[i];
+}
+
+__attribute__((target("avx512f"))) float dot_f32_avx512(const float* a, const float* b, int64_t d) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+  }
+  for (; i + 16 <= d; i += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+  if (i < d) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (d - i)) - 1);
+    acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc1);
+  }
+  return hsum(_mm512_add_ps(acc0, acc1));
+}
+
+__attribute__((target("avx512f"))) void axpy_f32_avx512(float w, const float* x, float* y, int64_t d) {
+  const __m512 wv = _mm512_set1_ps(w);
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  if (i < d) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (d - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+}  // namespace
+
+// A key whose additive mask is float32 lowest (transformers' finfo.min) or -inf is skipped: once any key of the row
+// is visible, exp(s + lowest - max) is exactly 0 in float32. A row with no visible key is what eager makes of it:
+// s + lowest rounds to lowest for every such key, so the softmax is uniform over them (and NaN if all are -inf).
 void attend_one(const float* q, const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t t,
                 int64_t d, const float* mask, int64_t mask_stride, float scale, float* out, float* scores) {
+  const bool simd = cpu_avx512();
+  constexpr float lowest = std::numeric_limits<float>::lowest();
   float mx = -std::numeric_limits<float>::infinity();
+  int64_t visible = 0;
   for (int64_t j = 0; j < t; ++j) {
+    const float add = mask ? mask[j * mask_stride] : 0.0f;
+    if (add <= lowest) {
+      scores[j] = -std::numeric_limits<float>::infinity();
+      continue;
+    }
     const float* kr = k + j * k_stride;
-    float s = 0;
-    for (int64_t i = 0; i < d; ++i) s += q[i] * kr[i];
-    s *= scale;
-    if (mask) s += mask[j * mask_stride];
+    float s = (simd ? dot_f32_avx512(q, kr, d) : dot_f32(q, kr, d)) * scale + add;
     scores[j] = s;
     mx = std::max(mx, s);
+    ++visible;
+  }
+  for (int64_t i = 0; i < d; ++i) out[i] = 0;
+  if (visible == 0) {
+    int64_t finite = 0;
+    for (int64_t j = 0; j < t; ++j) finite += mask[j * mask_stride] == lowest;
+    for (int64_t j = 0; j < t; ++j) {
+      const float w = finite == 0 ? std::numeric_limits<float>::quiet_NaN() : mask[j * mask_stride] == lowest ? 1.0f / finite : 0.0f;
+      if (w != 0.0f) simd ? axpy_f32_avx512(w, v + j * v_stride, out, d) : axpy_f32(w, v + j * v_stride, out, d);
+    }
+    return;
   }
   const float inv = exp_and_inverse_sum(scores, t, mx);
-  for (int64_t i = 0; i < d; ++i) out[i] = 0;
   for (int64_t j = 0; j < t; ++j) {
     const float w = scores[j] * inv;
-    const float* vr = v + j * v_stride;
-    for (int64_t i = 0; i < d; ++i) out[i] += w * vr[i];
+    if (w == 0.0f) continue;
+    simd ? axpy_f32_avx512(w, v + j * v_stride, out, d) : axpy_f32(w, v + j * v_stride, out, d);
   }
 }
 
@@ -632,44 +696,53 @@ void rotary_(const at::Tensor& q, const at::Tensor& k, const at::Tensor& positio
   });
 }
 
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
-                            double scale) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.size(2) == 1 && q.scalar_type() == at::kFloat &&
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                     double scale) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.scalar_type() == at::kFloat &&
                   k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat && q.stride(3) == 1 &&
                   k.stride(3) == 1 && v.stride(3) == 1 && k.sizes() == v.sizes() && q.size(3) == k.size(3) &&
-                  q.size(0) == k.size(0) && q.size(1) % k.size(1) == 0,
-              "kernels::decode_attention: float32 q [B, Hq, 1, D], k/v [B, Hk, T, D] with contiguous last dims");
-  const int64_t batch = q.size(0), hq = q.size(1), hk = k.size(1), t = k.size(2), d = q.size(3);
+                  q.size(0) == k.size(0) && k.size(1) > 0 && q.size(1) % k.size(1) == 0,
+              "kernels::attention: float32 q [B, Hq, Tq, D], k/v [B, Hk, Tk, D] with contiguous last dims");
+  const int64_t batch = q.size(0), hq = q.size(1), tq = q.size(2), hk = k.size(1), t = k.size(2), d = q.size(3);
   const int64_t rep = hq / hk;
   const float* mp = nullptr;
-  int64_t ms0 = 0, ms3 = 0;
+  int64_t ms0 = 0, ms2 = 0, ms3 = 0;
   at::Tensor m = mask;
   if (m.defined()) {
-    TORCH_CHECK(m.dim() == 4 && m.size(-1) == t && m.size(2) == 1 && m.size(1) == 1,
-                "kernels::decode_attention: mask [B, 1, 1, T] expected");
+    TORCH_CHECK(m.dim() == 4 && m.size(-1) == t && (m.size(2) == tq || m.size(2) == 1) && m.size(1) == 1 &&
+                    (m.size(0) == batch || m.size(0) == 1),
+                "kernels::attention: mask [B, 1, Tq, Tk] expected");
     if (m.scalar_type() != at::kFloat) m = m.to(at::kFloat);
     mp = m.data_ptr<float>();
     ms0 = m.size(0) == 1 ? 0 : m.stride(0);
+    ms2 = m.size(2) == 1 ? 0 : m.stride(2);
     ms3 = m.stride(3);
   }
-  at::Tensor out = at::empty({batch, 1, hq * d}, q.options());
+  at::Tensor out = at::empty({batch, tq, hq * d}, q.options());
   const float* qp = q.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
   const float* vp = v.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const float sc = static_cast<float>(scale);
-  const int64_t work = std::max<int64_t>(1, 2 * t * d);
-  at::parallel_for(0, batch * hq, std::max<int64_t>(1, (1 << 17) / work), [&](int64_t r0, int64_t r1) {
+  const int64_t work = std::max<int64_t>(1, 4 * t * d);
+  // Rows in (batch, query, head) order: a thread's consecutive rows share a query's mask row and the same keys.
+  at::parallel_for(0, batch * tq * hq, std::max<int64_t>(1, (1 << 17) / work), [&](int64_t r0, int64_t r1) {
     std::vector<float>& p = tls_scores;
     if (static_cast<int64_t>(p.size()) < t) p.resize(static_cast<size_t>(t));
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / hq, h = r % hq, g = h / rep;
-      raw::attend_one(qp + b * q.stride(0) + h * q.stride(1), kp + b * k.stride(0) + g * k.stride(1), k.stride(2),
-                      vp + b * v.stride(0) + g * v.stride(1), v.stride(2), t, d, mp ? mp + b * ms0 : nullptr, ms3, sc,
-                      op + b * hq * d + h * d, p.data());
+      const int64_t b = r / (tq * hq), i = (r / hq) % tq, h = r % hq, g = h / rep;
+      raw::attend_one(qp + b * q.stride(0) + h * q.stride(1) + i * q.stride(2), kp + b * k.stride(0) + g * k.stride(1),
+                      k.stride(2), vp + b * v.stride(0) + g * v.stride(1), v.stride(2), t, d,
+                      mp ? mp + b * ms0 + i * ms2 : nullptr, ms3, sc, op + (b * tq + i) * hq * d + h * d, p.data());
     }
   });
   return out;
+}
+
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                            double scale) {
+  TORCH_CHECK(q.dim() == 4 && q.size(2) == 1, "kernels::decode_attention: one query, q [B, Hq, 1, D]");
+  return attention(q, k, v, mask, scale);
 }
 
 at::Tensor decode_mask(const at::Tensor& attention_mask_2d) {
