@@ -1,4 +1,5 @@
-// kernels::sgemm_packed (float32 prompt GEMM on weights packed once) against at::linear across shapes with row,
+// kernels::sgemm_packed (float32 prompt GEMM on weights packed once) and kernels::sgemm (the same, packing on the
+// fly: same bits) against at::linear across shapes with row,
 // output and input tails (and inputs past one pass over C), bias or none, 1 and 2 threads; and nn::Linear's use of
 // it: the packed copy is rebuilt when the weight is replaced or written in place; training mode, autograd and
 // TFCPP_PREPACK=0 keep at::linear.
@@ -51,6 +52,8 @@ TEST(KernelsSgemm, PackedProductMatchesLinearAcrossShapes) {
                                    std::to_string(in) + " threads" + std::to_string(threads);
           EXPECT_TRUE(tensors_close(name + " bias", kernels::sgemm_packed(x, packed, out, b), reference(x, w, b), tol, 1e-5));
           EXPECT_TRUE(tensors_close(name, kernels::sgemm_packed(x, packed, out, {}), reference(x, w, {}), tol, 1e-5));
+          // From the weight itself (panels packed on the fly): the same bits.
+          EXPECT_TRUE(at::equal(kernels::sgemm(x, w, b), kernels::sgemm_packed(x, packed, out, b))) << name;
         }
   }
 }
@@ -80,8 +83,10 @@ TEST(KernelsSgemm, LinearRepacksWhenTheWeightChanges) {
   layer.eval();
   at::Tensor x = at::randn({2, 9, 48});
   c10::InferenceMode guard;
-  // Bit for bit what the packed kernel gives: the packed path was taken.
+  // Bit for bit what the packed kernel gives, on the first forward (panels packed on the fly, no copy kept) and from
+  // the second on (the kept copy).
   auto packed_product = [&] { return kernels::sgemm_packed(x, kernels::pack_sgemm_weight(layer.weight), 70, layer.bias); };
+  EXPECT_TRUE(at::equal(layer.forward(x), packed_product()));
   EXPECT_TRUE(at::equal(layer.forward(x), packed_product()));
   EXPECT_TRUE(tensors_close("first", layer.forward(x), reference(x, layer.weight, layer.bias), 1e-5, 1e-5));
   // Written in place (the version counter moves): the stale panels would give the old product.
@@ -91,9 +96,11 @@ TEST(KernelsSgemm, LinearRepacksWhenTheWeightChanges) {
     layer.weight.mul_(-2.0);
   }
   EXPECT_TRUE(at::equal(layer.forward(x), packed_product()));
+  EXPECT_TRUE(at::equal(layer.forward(x), packed_product()));
   EXPECT_TRUE(tensors_close("after mul_", layer.forward(x), reference(x, layer.weight, layer.bias), 1e-5, 1e-5));
   // Another tensor bound as the weight.
   layer.weight = at::randn({70, 48});
+  EXPECT_TRUE(at::equal(layer.forward(x), packed_product()));
   EXPECT_TRUE(at::equal(layer.forward(x), packed_product()));
   EXPECT_TRUE(tensors_close("replaced", layer.forward(x), reference(x, layer.weight, layer.bias), 1e-5, 1e-5));
   // Training mode: at::linear, so that gradient checkpointing's passes sum alike.

@@ -96,11 +96,15 @@ void gemv_q4(const uint8_t* packed, const float* scale, const uint8_t* zero, int
 
 // ---- Prompt processing on float32 Linears (src/kernels/sgemm.cpp) ----
 // The weight W [out, in] repacked once into panels of 32 output rows, [ceil(out / 32)][in][32] (zero-padded), the
-// layout sgemm_packed's AVX-512 micro-kernel streams. nn::Linear packs on its first several-row forward and keeps
-// the panels (one more copy of the weight) until the weight changes.
+// layout sgemm_packed's AVX-512 micro-kernel streams. nn::Linear runs sgemm() on its first several-row forward (a
+// single prompt pays no packing and holds no copy), then packs and keeps the panels (one more copy of the weight)
+// until the weight changes; both give the same bits.
 at::Tensor pack_sgemm_weight(const at::Tensor& weight);
 // y [..., out] = x [..., in] Wᵀ (+ b), x float32, from pack_sgemm_weight(W); threads over panels.
 at::Tensor sgemm_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features, const at::Tensor& bias);
+// The same product from W [out, in] itself, each thread packing the panel it is about to use into a cache-resident
+// buffer: bit for bit sgemm_packed's result, without a second copy of the weight (about OpenBLAS's speed).
+at::Tensor sgemm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 // Whether Linear takes the packed path: AVX-512F, enabled(), and prepacking on (default; TFCPP_PREPACK=0 in the
 // environment or set_prepack(false) keep every several-row float32 Linear on at::linear and no second copy).
 bool sgemm_supported();

@@ -72,8 +72,9 @@ class Linear : public Module {
   int64_t quant_group_size = 0;
   at::Tensor weight_scale, weight_zero;
 
-  // The prefill GEMM's copy of `weight` (kernels.h pack_sgemm_weight), built on the first float32 forward of several
-  // rows and rebuilt when `weight` is another tensor or was written in place (its version counter moved).
+  // The prefill GEMM's copy of `weight` (kernels.h pack_sgemm_weight), built on the second float32 inference forward
+  // of several rows (the first packs panel by panel on the fly, same bits) and rebuilt the same way when `weight` is
+  // another tensor or was written in place (its version counter moved).
   struct PackedWeight;
 
  private:

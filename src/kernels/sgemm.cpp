@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 namespace transformers::kernels {
 
@@ -100,6 +101,24 @@ void set_prepack(bool on) { prepack_state.store(on ? 1 : 0, std::memory_order_re
 
 bool sgemm_supported() { return cpu_avx512f() && prepack_enabled() && enabled(); }
 
+namespace {
+
+// Panel p of W [out, in] (rows p·32 .. p·32+31) as [in][32], zero-padded past `out`.
+void pack_panel(const float* w, int64_t out, int64_t in, int64_t p, float* panel) {
+  const int64_t rows = std::min(kNr, out - p * kNr);
+  if (rows < kNr) std::memset(panel, 0, sizeof(float) * in * kNr);
+  // 8 inputs of every row at a time: the reads stay sequential per row and each written line is filled whole.
+  for (int64_t k0 = 0; k0 < in; k0 += 8) {
+    const int64_t kn = std::min<int64_t>(8, in - k0);
+    for (int64_t j = 0; j < rows; ++j) {
+      const float* row = w + (p * kNr + j) * in + k0;
+      for (int64_t k = 0; k < kn; ++k) panel[(k0 + k) * kNr + j] = row[k];
+    }
+  }
+}
+
+}  // namespace
+
 at::Tensor pack_sgemm_weight(const at::Tensor& weight) {
   TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == at::kFloat, "pack_sgemm_weight: a float32 [out, in] weight");
   const at::Tensor w = weight.contiguous();
@@ -108,28 +127,17 @@ at::Tensor pack_sgemm_weight(const at::Tensor& weight) {
   const float* src = w.data_ptr<float>();
   float* dst = packed.data_ptr<float>();
   at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      float* panel = dst + p * in * kNr;
-      const int64_t rows = std::min(kNr, out - p * kNr);
-      if (rows < kNr) std::memset(panel, 0, sizeof(float) * in * kNr);
-      // 8 inputs of every row at a time: the reads stay sequential per row and each written line is filled whole.
-      for (int64_t k0 = 0; k0 < in; k0 += 8) {
-        const int64_t kn = std::min<int64_t>(8, in - k0);
-        for (int64_t j = 0; j < rows; ++j) {
-          const float* row = src + (p * kNr + j) * in + k0;
-          for (int64_t k = 0; k < kn; ++k) panel[(k0 + k) * kNr + j] = row[k];
-        }
-      }
-    }
+    for (int64_t p = p0; p < p1; ++p) pack_panel(src, out, in, p, dst + p * in * kNr);
   });
   return packed;
 }
 
-at::Tensor sgemm_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features, const at::Tensor& bias) {
-  const int64_t in = packed.size(1);
-  TORCH_CHECK(x.scalar_type() == at::kFloat && x.size(-1) == in && packed.size(2) == kNr &&
-                  packed.size(0) == (out_features + kNr - 1) / kNr,
-              "sgemm_packed: x [..., ", in, "] float32 and panels of ", out_features, " outputs");
+namespace {
+
+// y = x Wᵀ (+ b) from packed panels (`packed`), or from W itself (`weight`), each thread packing the panel it is about
+// to use into a buffer that stays in cache: the same micro-kernel calls in the same order, so both give the same bits.
+at::Tensor sgemm_impl(const at::Tensor& x, const float* packed, const float* weight, int64_t in, int64_t out_features,
+                      const at::Tensor& bias) {
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = out_features;
   at::Tensor y = at::empty(shape, x.options());
@@ -139,10 +147,9 @@ at::Tensor sgemm_packed(const at::Tensor& x, const at::Tensor& packed, int64_t o
 #if defined(__x86_64__)
   const at::Tensor xc = x.contiguous();
   const float* a = xc.data_ptr<float>();
-  const float* b = packed.data_ptr<float>();
   const float* bias_data = bias.defined() ? bias.data_ptr<float>() : nullptr;
   float* c = y.data_ptr<float>();
-  const int64_t blocks = (m + kMr - 1) / kMr, panels = packed.size(0);
+  const int64_t blocks = (m + kMr - 1) / kMr, panels = (out_features + kNr - 1) / kNr;
   // The activations in blocks of kMr rows, each [in][rows] (the last block has m mod kMr rows).
   at::Tensor a_packed_t = at::empty({m * in}, x.options());
   float* ap = a_packed_t.data_ptr<float>();
@@ -158,9 +165,11 @@ at::Tensor sgemm_packed(const at::Tensor& x, const at::Tensor& packed, int64_t o
     }
   });
   at::parallel_for(0, panels, work < (1 << 22) ? panels : 1, [&](int64_t p0, int64_t p1) {
+    std::vector<float> scratch(packed ? 0 : static_cast<size_t>(in * kNr));
     for (int64_t p = p0; p < p1; ++p) {
       const int nvalid = static_cast<int>(std::min(kNr, out_features - p * kNr));
-      const float* panel = b + p * in * kNr;
+      const float* panel = packed ? packed + p * in * kNr : scratch.data();
+      if (!packed) pack_panel(weight, out_features, in, p, scratch.data());
       for (int64_t k0 = 0; k0 < in; k0 += kKc) {
         const int64_t kc = std::min(kKc, in - k0);
         for (int64_t r0 = 0; r0 < m; r0 += kMr) {
@@ -173,8 +182,26 @@ at::Tensor sgemm_packed(const at::Tensor& x, const at::Tensor& packed, int64_t o
   });
   return y;
 #else
-  TORCH_CHECK(false, "sgemm_packed: needs an x86-64 CPU with AVX-512 (check sgemm_supported())");
+  TORCH_CHECK(false, "kernels::sgemm: needs an x86-64 CPU with AVX-512 (check sgemm_supported())");
 #endif
+}
+
+}  // namespace
+
+at::Tensor sgemm_packed(const at::Tensor& x, const at::Tensor& packed, int64_t out_features, const at::Tensor& bias) {
+  const int64_t in = packed.size(1);
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.size(-1) == in && packed.size(2) == kNr &&
+                  packed.size(0) == (out_features + kNr - 1) / kNr && packed.is_contiguous(),
+              "sgemm_packed: x [..., ", in, "] float32 and panels of ", out_features, " outputs");
+  return sgemm_impl(x, packed.data_ptr<float>(), nullptr, in, out_features, bias);
+}
+
+at::Tensor sgemm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == at::kFloat && x.scalar_type() == at::kFloat &&
+                  x.size(-1) == weight.size(1),
+              "kernels::sgemm: x [..., in] and weight [out, in], float32");
+  const at::Tensor w = weight.contiguous();
+  return sgemm_impl(x, nullptr, w.data_ptr<float>(), w.size(1), w.size(0), bias);
 }
 
 }  // namespace transformers::kernels

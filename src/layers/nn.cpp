@@ -91,9 +91,13 @@ int64_t version_of(const at::Tensor& t) { return t.is_inference() ? 0 : t._versi
 }  // namespace
 
 struct Linear::PackedWeight {
-  explicit PackedWeight(const at::Tensor& weight)
+  explicit PackedWeight(const at::Tensor& weight, bool pack)
       : source(weight.storage().getWeakStorageImpl()), data(weight.data_ptr()), version(version_of(weight)),
-        panels(kernels::pack_sgemm_weight(weight)) {}
+        panels(pack ? kernels::pack_sgemm_weight(weight) : at::Tensor()) {}
+  bool same_weight(const at::Tensor& weight) const {
+    return source.lock().get() == weight.storage().unsafeGetStorageImpl() && data == weight.data_ptr() &&
+           version == version_of(weight);
+  }
   // Weak: the old weight's memory is not kept alive, yet its StorageImpl address cannot be reused while this is held.
   c10::weak_intrusive_ptr<c10::StorageImpl> source;
   const void* data;
@@ -110,14 +114,18 @@ at::Tensor Linear::packed_forward(const at::Tensor& x) const {
       (at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() ||
                                       (bias.defined() && bias.requires_grad()))))
     return {};
-  // While a model is disk-offloaded, panels are packed per call and dropped: a kept copy would defeat the offload.
-  if (offload::active_models.load(std::memory_order_relaxed))
-    return kernels::sgemm_packed(x, kernels::pack_sgemm_weight(weight), out_features, bias);
+  // While a model is disk-offloaded, no kept copy (it would defeat the offload): each call packs panel by panel.
+  if (offload::active_models.load(std::memory_order_relaxed)) return kernels::sgemm(x, weight, bias);
+  // Packed on the second several-row forward with the same weight: a single prompt (one `tfcpp generate`) packs
+  // each panel on the fly and keeps no copy (a kept copy costs ~0.2 s and the weights' size again on a 110M model);
+  // a model that prefills again (serving, chat, benchmarks) packs once and keeps the faster GEMM. Same bits either way.
   std::shared_ptr<const PackedWeight> cached = std::atomic_load(&packed_);
-  const c10::StorageImpl* storage = weight.storage().unsafeGetStorageImpl();
-  if (!cached || cached->source.lock().get() != storage || cached->data != weight.data_ptr() ||
-      cached->version != version_of(weight)) {
-    cached = std::make_shared<const PackedWeight>(weight);
+  if (!cached || !cached->same_weight(weight)) {
+    std::atomic_store(&packed_, std::make_shared<const PackedWeight>(weight, /*pack=*/false));
+    return kernels::sgemm(x, weight, bias);
+  }
+  if (!cached->panels.defined()) {
+    cached = std::make_shared<const PackedWeight>(weight, /*pack=*/true);
     std::atomic_store(&packed_, cached);
   }
   return kernels::sgemm_packed(x, cached->panels, out_features, bias);
