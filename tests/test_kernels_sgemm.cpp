@@ -28,6 +28,15 @@ at::Tensor reference(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
       .to(at::kFloat);
 }
 
+// An nn::Linear with N(0, 1) weights and the given bias values (its parameters require grad, as a model's do).
+std::shared_ptr<nn::Linear> random_linear(int64_t in, int64_t out, bool zero_bias) {
+  auto layer = std::make_shared<nn::Linear>(in, out);
+  at::NoGradGuard no_grad;
+  layer->weight.normal_();
+  zero_bias ? layer->bias.zero_() : layer->bias.normal_();
+  return layer;
+}
+
 }  // namespace
 
 TEST(KernelsSgemm, PackedProductMatchesLinearAcrossShapes) {
@@ -74,12 +83,8 @@ TEST(KernelsSgemm, LinearRepacksWhenTheWeightChanges) {
   PrepackSettings restore;
   kernels::set_prepack(true);
   at::manual_seed(2);
-  nn::Linear layer(48, 70);
-  {
-    at::NoGradGuard no_grad;
-    layer.weight.normal_();
-    layer.bias.normal_();
-  }
+  const auto owner = random_linear(48, 70, /*zero_bias=*/false);
+  nn::Linear& layer = *owner;
   layer.eval();
   at::Tensor x = at::randn({2, 9, 48});
   c10::InferenceMode guard;
@@ -116,12 +121,8 @@ TEST(KernelsSgemm, AutogradStillFlowsThroughLinear) {
   PrepackSettings restore;
   kernels::set_prepack(true);
   at::manual_seed(3);
-  nn::Linear layer(16, 20);
-  {
-    at::NoGradGuard no_grad;
-    layer.weight.normal_();
-    layer.bias.zero_();
-  }
+  const auto owner = random_linear(16, 20, /*zero_bias=*/true);
+  nn::Linear& layer = *owner;
   ASSERT_TRUE(layer.weight.requires_grad());
   at::Tensor x = at::randn({6, 16});
   at::Tensor y = layer.forward(x);

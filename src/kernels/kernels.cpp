@@ -5,6 +5,8 @@
 
 #include "transformers/kernels.h"
 
+#include "kernels/simd.h"
+
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -55,15 +57,7 @@ bool cpu_avx512_bf16() {
   return yes;
 }
 
-__attribute__((target("avx512f"))) inline float hsum(__m512 v) {
-  __m256 lo = _mm512_castps512_ps256(v);
-  __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-  __m256 s8 = _mm256_add_ps(lo, hi);
-  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-  return _mm_cvtss_f32(s4);
-}
+using simd::hsum;
 
 inline float bf16_to_float(uint16_t b) {
   uint32_t u = static_cast<uint32_t>(b) << 16;
@@ -353,6 +347,10 @@ void axpy_f32(float w, const float* x, float* y, int64_t d) {
   for (int64_t i = 0; i < d; ++i) y[i] += w * x[i];
 }
 
+// GCC 12 reports the undefined pass-through operand of the AVX-512 cast/extract intrinsics inlined here as used
+// uninitialized (a false positive: those lanes are never read).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
 __attribute__((target("avx512f"))) float dot_f32_avx512(const float* a, const float* b, int64_t d) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   int64_t i = 0;
@@ -367,6 +365,7 @@ __attribute__((target("avx512f"))) float dot_f32_avx512(const float* a, const fl
   }
   return hsum(_mm512_add_ps(acc0, acc1));
 }
+#pragma GCC diagnostic pop
 
 __attribute__((target("avx512f"))) void axpy_f32_avx512(float w, const float* x, float* y, int64_t d) {
   const __m512 wv = _mm512_set1_ps(w);

@@ -6,6 +6,8 @@
 
 #include "transformers/kernels.h"
 
+#include "kernels/simd.h"
+
 #include <ATen/Parallel.h>
 
 #if defined(__x86_64__)
@@ -95,23 +97,8 @@ bool cpu_vnni() {
   return yes && !force_scalar.load(std::memory_order_relaxed);
 }
 
-__attribute__((target("avx512f"))) inline float hsum(__m512 v) {
-  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-  __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
-  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-  return _mm_cvtss_f32(s4);
-}
-
-__attribute__((target("avx512f"))) inline float hmax(__m512 v) {
-  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-  __m256 m8 = _mm256_max_ps(_mm512_castps512_ps256(v), hi);
-  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
-  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-  return _mm_cvtss_f32(m4);
-}
+using simd::hmax;
+using simd::hsum;
 
 __attribute__((target("avx512f"))) inline int32_t hsum_epi32(__m512i v) {
   __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));

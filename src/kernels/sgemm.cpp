@@ -153,8 +153,9 @@ at::Tensor sgemm_impl(const at::Tensor& x, const float* packed, const float* wei
   // The activations in blocks of kMr rows, each [in][rows] (the last block has m mod kMr rows).
   at::Tensor a_packed_t = at::empty({m * in}, x.options());
   float* ap = a_packed_t.data_ptr<float>();
-  const int64_t work = m * in * out_features;
-  at::parallel_for(0, blocks, work < (1 << 22) ? blocks : 1, [&](int64_t b0, int64_t b1) {
+  // Small products (m · in · out under 4M multiply-adds) stay on the calling thread.
+  const bool serial = m * in * out_features < (int64_t{1} << 22);
+  at::parallel_for(0, blocks, serial ? blocks : 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t r0 = blk * kMr, rows = std::min<int64_t>(kMr, m - r0);
       float* dst = ap + r0 * in;
@@ -164,7 +165,7 @@ at::Tensor sgemm_impl(const at::Tensor& x, const float* packed, const float* wei
       }
     }
   });
-  at::parallel_for(0, panels, work < (1 << 22) ? panels : 1, [&](int64_t p0, int64_t p1) {
+  at::parallel_for(0, panels, serial ? panels : 1, [&](int64_t p0, int64_t p1) {
     std::vector<float> scratch(packed ? 0 : static_cast<size_t>(in * kNr));
     for (int64_t p = p0; p < p1; ++p) {
       const int nvalid = static_cast<int>(std::min(kNr, out_features - p * kNr));
