@@ -268,6 +268,76 @@ TEST(KernelsDecode, FastPathMatchesPlainOnFixtureModels) {
   }
 }
 
+// part_of: contiguous shares in whole multiples of the alignment, covering every row once, the last thread taking
+// the rest; run_team: every thread's writes before team_barrier() are seen by every thread after it.
+TEST(KernelsTeam, PartsCoverEveryRowOnceAndBarriersOrderPhases) {
+  for (int64_t n : {0, 1, 15, 16, 17, 768, 1000, 2048, 32000})
+    for (int threads : {1, 2, 3, 4, 7})
+      for (int64_t align : {1, 4, 16}) {
+        int64_t next = 0;
+        for (int tid = 0; tid < threads; ++tid) {
+          const kernels::Part p = kernels::part_of(n, tid, threads, align);
+          ASSERT_EQ(p.begin, next) << n << " " << threads << " " << align << " tid " << tid;
+          ASSERT_GE(p.end, p.begin);
+          if (tid + 1 < threads) EXPECT_TRUE(p.size() % align == 0 || p.end == n);
+          next = p.end;
+        }
+        EXPECT_EQ(next, n) << n << " " << threads << " " << align;
+      }
+  KernelSettings restore;
+  for (int threads : {1, 2, 4}) {
+    std::vector<int64_t> a(4096, 0), b(4096, 0);
+    int seen = 0;
+    kernels::run_team(threads, [&](int tid, int team) {
+      if (tid == 0) seen = team;
+      const kernels::Part p = kernels::part_of(4096, tid, team);
+      for (int64_t i = p.begin; i < p.end; ++i) a[i] = i;
+      kernels::team_barrier();
+      // Reads rows other threads wrote before the barrier.
+      for (int64_t i = p.begin; i < p.end; ++i) b[i] = a[4095 - i] + 1;
+    });
+    EXPECT_GE(seen, 1);
+    EXPECT_LE(seen, threads);
+    for (int64_t i = 0; i < 4096; ++i) ASSERT_EQ(b[i], 4096 - i) << "threads " << threads;
+  }
+}
+
+// An error inside the fused decode step's parallel region (the cache write on the calling thread) comes out of
+// forward() as the cache's exception on every thread count, and the next step runs normally (no thread left behind
+// at a barrier).
+TEST(KernelsDecode, ErrorInsideTheFusedStepPropagatesAndLeavesNoThreadBehind) {
+  KernelSettings restore;
+  kernels::set_enabled(true);
+  auto model = AutoModelForCausalLM::from_pretrained(source_dir() + "/models/stories260K");
+  model->eval();
+  c10::InferenceMode guard;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    kernels::set_min_parallel_bytes(0);  // the team path even for the 260K model's small layers
+    auto cache = std::make_shared<StaticCache>(4);
+    ModelInputs prompt;
+    prompt.input_ids = at::tensor({1, 5, 9}, at::kLong).reshape({1, 3});
+    prompt.past_key_values = cache;
+    prompt.use_cache = true;
+    model->forward(prompt);
+    auto step = [&](int64_t token) {
+      ModelInputs in;
+      in.input_ids = at::full({1, 1}, token, at::kLong);
+      in.past_key_values = cache;
+      in.use_cache = true;
+      return model->forward(in);
+    };
+    step(7);  // position 3: the last slot
+    EXPECT_THROW(step(8), GenerationError) << "threads " << threads;
+    // A fresh cache decodes as before the error.
+    cache = std::make_shared<StaticCache>(8);
+    prompt.past_key_values = cache;
+    model->forward(prompt);
+    ModelOutput out = step(7);
+    EXPECT_TRUE(at::isfinite(out.logits).all().item<bool>()) << "threads " << threads;
+  }
+}
+
 TEST(KernelsDecode, LlamaLayersUseTheKernelsOnlyWhenUsable) {
   KernelSettings restore;
   kernels::set_enabled(true);

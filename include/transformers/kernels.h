@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 
 namespace transformers::kernels {
 
@@ -61,10 +62,31 @@ at::Tensor decode_mask(const at::Tensor& attention_mask_2d);
 // tensors do not have that form; the caller then uses narrow().copy_().
 bool write_cache_rows(const at::Tensor& dst, int64_t offset, const at::Tensor& src);
 
+// ---- A caller's own parallel region (a decode step: one region per token instead of one per kernel) ----
+// run_team(n, body) runs body(tid, threads) on `threads` <= n threads at once (OpenMP, the pool ATen's parallel_for
+// uses; n <= 1, or a build without OpenMP, calls body(0, 1) on the calling thread, tid 0 being the calling thread).
+// Inside it, team_barrier() waits for every thread of the team, and the raw kernels below take a Part: the rows (or
+// heads) this thread computes, alone, without a nested parallel_for. An exception must not leave body (the region
+// would terminate the process): catch it and let every thread reach the same barriers.
+void run_team(int n, const std::function<void(int tid, int threads)>& body);
+void team_barrier();
+
+// Rows (or heads) [begin, end) of a raw kernel's output for the calling thread; the default, all(), means every row,
+// split over ATen's threads by the kernel itself.
+struct Part {
+  int64_t begin = 0, end = -1;
+  bool all() const { return end < 0; }
+  int64_t size() const { return end - begin; }
+};
+// Thread tid's share of n rows split over `threads`: contiguous, in whole multiples of `align` rows (the last thread
+// takes the rest; a share may be empty).
+Part part_of(int64_t n, int tid, int threads, int64_t align = 16);
+
 // The same kernels on raw float32 pointers, for a model's fused decode step (no tensors, no allocations).
 namespace raw {
 // y[o] (+)= W[o, :] · x (+ bias[o]) for W [out, in] row-major; rows split over threads past min_parallel_bytes().
-void gemv_f32(const float* w, const float* x, float* y, const float* bias, int64_t out, int64_t in, bool accumulate);
+void gemv_f32(const float* w, const float* x, float* y, const float* bias, int64_t out, int64_t in, bool accumulate,
+              Part part = {});
 void rms_norm_f32(const float* x, const float* weight, float* out, int64_t d, float eps);
 void silu_mul_f32(const float* gate, const float* up, float* out, int64_t n);
 // cos_sin [2 * half]: cos(position * inv_freq[j]) then sin(...).
@@ -76,7 +98,7 @@ void rotate_heads(float* x, int64_t heads, int64_t head_dim, const float* cos_si
 void decode_attention_f32(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const float* k,
                           int64_t k_head_stride, int64_t k_stride, const float* v, int64_t v_head_stride,
                           int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride, float scale,
-                          float* out);
+                          float* out, Part heads_part = {});
 
 // ---- Weight-only quantized Linears (quantization.h layouts) with integer dot products (src/kernels/qgemv.cpp) ----
 // Activations are quantized per block of kQBlock inputs (the last block may be partial), as llama.cpp's Q8_0:
@@ -86,12 +108,13 @@ void decode_attention_f32(const float* q, int64_t heads, int64_t kv_heads, int64
 constexpr int64_t kQBlock = 32;
 void quantize_row_q8(const float* x, int64_t n, int8_t* q, float* d, int32_t* sums);
 // y[o] (+)= scale[o] * Σ_i w[o, i] · x[i] (+ bias[o]): w int8 [out, in] row-major (tfcpp_int8).
+// With a Part, x is quantized again on each call (per thread; ~1 µs for 2048 inputs).
 void gemv_q8(const int8_t* w, const float* scale, const float* x, float* y, const float* bias, int64_t out,
-             int64_t in, bool accumulate);
+             int64_t in, bool accumulate, Part part = {});
 // y[o] (+)= Σ_g scale[o, g] * Σ_{i in g} (code[o, i] - zero[o, g]) · x[i] (+ bias[o]): tfcpp_int4 (packed
 // [out, ceil(in/2)], input 2j in the low nibble of byte j; groups of group_size inputs, group_size % kQBlock == 0).
 void gemv_q4(const uint8_t* packed, const float* scale, const uint8_t* zero, int64_t group_size, const float* x,
-             float* y, const float* bias, int64_t out, int64_t in, bool accumulate);
+             float* y, const float* bias, int64_t out, int64_t in, bool accumulate, Part part = {});
 }  // namespace raw
 
 // ---- Prompt processing on float32 Linears (src/kernels/sgemm.cpp) ----
@@ -136,7 +159,8 @@ namespace raw {
 void to_bf16(const float* x, uint16_t* out, int64_t n);  // bf16 bits of x (round to nearest even)
 void round_bf16(float* x, int64_t n);                    // x = float(bf16(x)) in place
 // y[o] = W[o, :] · x (+ bias[o]) in float32 (vdpbf16ps where the CPU has it) for bf16 W [out, in] and x; not rounded.
-void gemv_bf16(const uint16_t* w, const uint16_t* x, float* y, const float* bias, int64_t out, int64_t in);
+void gemv_bf16(const uint16_t* w, const uint16_t* x, float* y, const float* bias, int64_t out, int64_t in,
+               Part part = {});
 // LlamaRMSNorm in bf16: bf16(weight * bf16(x * rsqrt(mean(x²) + eps))) with the mean and rsqrt in float32.
 void rms_norm_bf16(const float* x, const uint16_t* weight, float* out, int64_t d, float eps);
 void add_bf16(float* h, const float* y, int64_t n);  // h = bf16(h + y) (the residual sum)
@@ -151,7 +175,7 @@ void rotate_heads_bf16(float* x, int64_t heads, int64_t head_dim, const float* c
 void decode_attention_bf16(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const uint16_t* k,
                            int64_t k_head_stride, int64_t k_stride, const uint16_t* v, int64_t v_head_stride,
                            int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride, float score_divisor,
-                           float* out);
+                           float* out, Part heads_part = {});
 }  // namespace raw
 
 // Backs a weight of at least 1 MB with 2 MB transparent huge pages (Linux madvise MADV_HUGEPAGE + MADV_COLLAPSE, once

@@ -5,6 +5,7 @@
 
 #include "transformers/kernels.h"
 
+#include "kernels/parallel.h"
 #include "kernels/simd.h"
 
 #include <ATen/Parallel.h>
@@ -25,6 +26,10 @@
 
 #if defined(__linux__)
 #include <sys/mman.h>
+#endif
+
+#if defined(_OPENMP)
+#include <omp.h>
 #endif
 
 namespace transformers::kernels {
@@ -270,16 +275,43 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor&
   return xt == at::kFloat ? y : y.to(xt);
 }
 
+void run_team(int n, const std::function<void(int, int)>& body) {
+#if defined(_OPENMP)
+  if (n > 1) {
+#pragma omp parallel num_threads(n)
+    body(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  body(0, 1);
+}
+
+void team_barrier() {
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
+}
+
+Part part_of(int64_t n, int tid, int threads, int64_t align) {
+  if (threads <= 1) return {0, n};
+  align = std::max<int64_t>(1, align);
+  const int64_t share = (n + threads - 1) / threads;
+  const int64_t step = (share + align - 1) / align * align;
+  const int64_t begin = std::min(n, step * tid);
+  return {begin, tid == threads - 1 ? n : std::min(n, begin + step)};
+}
+
 namespace raw {
 
-void gemv_f32(const float* w, const float* x, float* y, const float* bias, int64_t out, int64_t in, bool accumulate) {
+void gemv_f32(const float* w, const float* x, float* y, const float* bias, int64_t out, int64_t in, bool accumulate,
+              Part part) {
   const int64_t grain = grain_rows(out, in * static_cast<int64_t>(sizeof(float)));
   auto kernel = cpu_avx512() ? gemv_f32_avx512 : gemv_f32_scalar;
   if (!accumulate) {
-    at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) { kernel(w, x, y, bias, in, r0, r1); });
+    for_part(out, grain, part, [&](int64_t r0, int64_t r1) { kernel(w, x, y, bias, in, r0, r1); });
     return;
   }
-  at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) {
+  for_part(out, grain, part, [&](int64_t r0, int64_t r1) {
     float tmp[64];
     for (int64_t c0 = r0; c0 < r1; c0 += 64) {
       const int64_t c1 = std::min(r1, c0 + 64);
@@ -421,10 +453,10 @@ void attend_one(const float* q, const float* k, int64_t k_stride, const float* v
 void decode_attention_f32(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const float* k,
                           int64_t k_head_stride, int64_t k_stride, const float* v, int64_t v_head_stride,
                           int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride, float scale,
-                          float* out) {
+                          float* out, Part heads_part) {
   const int64_t rep = heads / kv_heads;
   const int64_t work = std::max<int64_t>(1, 2 * t * head_dim);
-  at::parallel_for(0, heads, std::max<int64_t>(1, (1 << 17) / work), [&](int64_t h0, int64_t h1) {
+  for_part(heads, std::max<int64_t>(1, (1 << 17) / work), heads_part, [&](int64_t h0, int64_t h1) {
     std::vector<float>& p = tls_scores;
     if (static_cast<int64_t>(p.size()) < t) p.resize(static_cast<size_t>(t));
     for (int64_t h = h0; h < h1; ++h) {
@@ -574,10 +606,11 @@ void round_bf16(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = kernels::round_bf16(x[i]);
 }
 
-void gemv_bf16(const uint16_t* w, const uint16_t* x, float* y, const float* bias, int64_t out, int64_t in) {
+void gemv_bf16(const uint16_t* w, const uint16_t* x, float* y, const float* bias, int64_t out, int64_t in,
+               Part part) {
   const int64_t grain = grain_rows(out, in * static_cast<int64_t>(sizeof(uint16_t)));
   auto kernel = cpu_avx512_bf16() ? gemv_bf16_dp : cpu_avx512() ? gemv_bf16_avx512 : gemv_bf16_scalar;
-  at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) { kernel(w, x, y, bias, in, r0, r1); });
+  for_part(out, grain, part, [&](int64_t r0, int64_t r1) { kernel(w, x, y, bias, in, r0, r1); });
 }
 
 void rms_norm_bf16(const float* x, const uint16_t* weight, float* out, int64_t d, float eps) {
@@ -618,11 +651,11 @@ void rotate_heads_bf16(float* x, int64_t heads, int64_t head_dim, const float* c
 void decode_attention_bf16(const float* q, int64_t heads, int64_t kv_heads, int64_t head_dim, const uint16_t* k,
                            int64_t k_head_stride, int64_t k_stride, const uint16_t* v, int64_t v_head_stride,
                            int64_t v_stride, int64_t t, const float* mask, int64_t mask_stride,
-                           float score_divisor, float* out) {
+                           float score_divisor, float* out, Part heads_part) {
   const int64_t rep = heads / kv_heads;
   const int64_t work = std::max<int64_t>(1, 2 * t * head_dim);
   const Bf16Bmm mode = bf16_bmm_rounding(heads, head_dim, t);
-  at::parallel_for(0, heads, std::max<int64_t>(1, (1 << 17) / work), [&](int64_t h0, int64_t h1) {
+  for_part(heads, std::max<int64_t>(1, (1 << 17) / work), heads_part, [&](int64_t h0, int64_t h1) {
     std::vector<float>& p = tls_scores;
     if (static_cast<int64_t>(p.size()) < t) p.resize(static_cast<size_t>(t));
     for (int64_t h = h0; h < h1; ++h) {

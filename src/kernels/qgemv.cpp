@@ -6,6 +6,7 @@
 
 #include "transformers/kernels.h"
 
+#include "kernels/parallel.h"
 #include "kernels/simd.h"
 
 #include <ATen/Parallel.h>
@@ -353,7 +354,7 @@ void quantize_row_q8(const float* x, int64_t n, int8_t* q, float* d, int32_t* su
 }
 
 void gemv_q8(const int8_t* w, const float* scale, const float* x, float* y, const float* bias, int64_t out,
-             int64_t in, bool accumulate) {
+             int64_t in, bool accumulate, Part part) {
   Scratch& s = tls;
   const int64_t chunks = prepare(s, x, in) * (kSuper / kChunk);
   const int8_t* q = s.q.data();
@@ -369,19 +370,19 @@ void gemv_q8(const int8_t* w, const float* scale, const float* x, float* y, cons
     }
     for (int64_t b = 0; b < 2 * chunks; ++b) corr += d[b] * static_cast<float>(s.sums[b]);
     corr *= 128.0f;
-    at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) {
+    for_part(out, grain, part, [&](int64_t r0, int64_t r1) {
       gemv_q8_vnni(w, scale, q, ls, corr, y, bias, in, r0, r1, accumulate);
     });
     return;
   }
 #endif
   (void)chunks;
-  at::parallel_for(0, out, grain,
-                   [&](int64_t r0, int64_t r1) { gemv_q8_scalar(w, scale, q, d, y, bias, in, r0, r1, accumulate); });
+  for_part(out, grain, part,
+           [&](int64_t r0, int64_t r1) { gemv_q8_scalar(w, scale, q, d, y, bias, in, r0, r1, accumulate); });
 }
 
 void gemv_q4(const uint8_t* packed, const float* scale, const uint8_t* zero, int64_t group_size, const float* x,
-             float* y, const float* bias, int64_t out, int64_t in, bool accumulate) {
+             float* y, const float* bias, int64_t out, int64_t in, bool accumulate, Part part) {
   TORCH_CHECK(q4_group_supported(group_size), "kernels::raw::gemv_q4: group_size ", group_size,
               " is not a multiple of ", kQBlock);
   Scratch& s = tls;
@@ -415,7 +416,7 @@ void gemv_q4(const uint8_t* packed, const float* scale, const uint8_t* zero, int
       }
     }
     const Q4Layout layout{qd, ls, lidx, gbase, gmask, xsum};
-    at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) {
+    for_part(out, grain, part, [&](int64_t r0, int64_t r1) {
       gemv_q4_vnni<kQ4Rows>(packed, scale, zero, group_size, layout, y, bias, in, r0, r1, accumulate);
     });
     return;
@@ -423,7 +424,7 @@ void gemv_q4(const uint8_t* packed, const float* scale, const uint8_t* zero, int
 #endif
   (void)supers;
   const int8_t* q = s.q.data();
-  at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) {
+  for_part(out, grain, part, [&](int64_t r0, int64_t r1) {
     gemv_q4_scalar(packed, scale, zero, group_size, q, d, xsum, y, bias, in, r0, r1, accumulate);
   });
 }

@@ -7,11 +7,14 @@
 #include "transformers/kernels.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 
 namespace transformers {
 
@@ -423,7 +426,8 @@ DecodeDtype fused_decode_supported(const LlamaModel& m, at::ScalarType input_dty
 
 const uint16_t* bf16_data(const at::Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()); }
 
-// Buffers of one decode step, reused across steps (no per-token allocation but the two cache rows per layer).
+// Buffers of one decode step, reused across steps (no per-token allocation but the two cache rows per layer when the
+// cache keeps what it is given).
 struct DecodeScratch {
   std::vector<float> f;
   std::vector<uint16_t> b;
@@ -442,25 +446,25 @@ void decode_kv_rows(DecodeScratch& scratch, Cache& cache, int64_t kv_heads, int6
   if (!fits(scratch.v)) scratch.v = at::empty({1, kv_heads, 1, head_dim}, at::TensorOptions(dtype));
 }
 
-// One Linear on one row, the fused step's single GEMV dispatch point (by the Linear's weight dtype): y = x Wᵀ (+ b),
-// or y += x Wᵀ (+ b) with `accumulate` (the residual sum). float32: kernels::raw::gemv_f32 as the module path.
-// bfloat16: x converted to bf16, vdpbf16ps GEMV with float32 accumulation, the result rounded to bf16 as the bf16
-// Linear's output, then added onto y and rounded again (the bf16 residual sum). `tmp` holds out_features floats, `xb`
-// in_features bf16 values, `bias_f` out_features floats.
+// One Linear on one row, the fused step's single GEMV dispatch point (by the Linear's weight dtype), for the output
+// rows `rows` (this thread's share): y = x Wᵀ (+ b), or y += x Wᵀ (+ b) with `accumulate` (the residual sum).
+// float32: kernels::raw::gemv_f32 as the module path. bfloat16: x converted to bf16, vdpbf16ps GEMV with float32
+// accumulation, the result rounded to bf16 as the bf16 Linear's output, then added onto y and rounded again (the bf16
+// residual sum). `tmp` holds out_features floats and `bias_f` out_features floats (rows of `rows` written), `xb`
+// in_features bf16 values (this thread's own).
 void decode_linear(const nn::Linear& l, const float* x, float* y, bool accumulate, float* tmp, uint16_t* xb,
-                   float* bias_f) {
+                   float* bias_f, kernels::Part rows) {
   const int64_t out = l.out_features, in = l.in_features;
-  kernels::prefer_huge_pages(l.weight);  // once per weight: streams ~2x faster from DRAM than on 4 KB pages
   switch (decode_gemv(l)) {
     case DecodeGemv::kFloat32:
       kernels::raw::gemv_f32(l.weight.data_ptr<float>(), x, y, l.bias.defined() ? l.bias.data_ptr<float>() : nullptr,
-                             out, in, accumulate);
+                             out, in, accumulate, rows);
       return;
     case DecodeGemv::kBFloat16: {
       const float* bias = nullptr;
       if (l.bias.defined()) {
         const uint16_t* bb = bf16_data(l.bias);
-        for (int64_t o = 0; o < out; ++o) {
+        for (int64_t o = rows.begin; o < rows.end; ++o) {
           const uint32_t u = static_cast<uint32_t>(bb[o]) << 16;
           std::memcpy(bias_f + o, &u, sizeof u);
         }
@@ -468,19 +472,19 @@ void decode_linear(const nn::Linear& l, const float* x, float* y, bool accumulat
       }
       kernels::raw::to_bf16(x, xb, in);
       float* dst = accumulate ? tmp : y;
-      kernels::raw::gemv_bf16(bf16_data(l.weight), xb, dst, bias, out, in);
-      kernels::raw::round_bf16(dst, out);
-      if (accumulate) kernels::raw::add_bf16(y, tmp, out);
+      kernels::raw::gemv_bf16(bf16_data(l.weight), xb, dst, bias, out, in, rows);
+      kernels::raw::round_bf16(dst + rows.begin, rows.size());
+      if (accumulate) kernels::raw::add_bf16(y + rows.begin, tmp + rows.begin, rows.size());
       return;
     }
     case DecodeGemv::kInt8:
       kernels::raw::gemv_q8(l.weight.data_ptr<int8_t>(), l.weight_scale.data_ptr<float>(), x, y,
-                            l.bias.defined() ? l.bias.data_ptr<float>() : nullptr, out, in, accumulate);
+                            l.bias.defined() ? l.bias.data_ptr<float>() : nullptr, out, in, accumulate, rows);
       return;
     case DecodeGemv::kInt4:
       kernels::raw::gemv_q4(l.weight.data_ptr<uint8_t>(), l.weight_scale.data_ptr<float>(),
                             l.weight_zero.data_ptr<uint8_t>(), l.quant_group_size, x, y,
-                            l.bias.defined() ? l.bias.data_ptr<float>() : nullptr, out, in, accumulate);
+                            l.bias.defined() ? l.bias.data_ptr<float>() : nullptr, out, in, accumulate, rows);
       return;
     case DecodeGemv::kUnsupported:
       break;
@@ -494,12 +498,39 @@ void decode_rms_norm(const LlamaRMSNorm& n, const float* x, float* out, int64_t 
   else kernels::raw::rms_norm_f32(x, n.weight.data_ptr<float>(), out, d, eps);
 }
 
+// The threads a decode step runs on: ATen's intra-op count once a layer's largest weight reaches
+// kernels::min_parallel_bytes() (below it a thread hand-off costs more than the rows it would take), else one.
+// Every Linear's weight is also moved onto huge pages here, once (kernels::prefer_huge_pages: a one-row GEMV streams
+// ~2x faster from DRAM on them), so the team's threads never take that lock.
+int decode_threads(const LlamaModel& m) {
+  int64_t widest = 0;
+  for (const auto& layer : *m.layers) {
+    const LlamaAttention& a = *layer->self_attn;
+    const LlamaMLP& mlp = *layer->mlp;
+    for (const nn::Linear* l : {a.q_proj.get(), a.k_proj.get(), a.v_proj.get(), a.o_proj.get(), mlp.gate_proj.get(),
+                                mlp.up_proj.get(), mlp.down_proj.get()}) {
+      kernels::prefer_huge_pages(l->weight);
+      widest = std::max<int64_t>(widest, static_cast<int64_t>(l->weight.nbytes()));
+    }
+  }
+  const int threads = at::get_num_threads();
+  return threads > 1 && widest >= kernels::min_parallel_bytes() ? threads : 1;
+}
+
 // One decode step (batch 1, one token) of LlamaDecoderLayer after LlamaDecoderLayer, on raw buffers: the same
 // arithmetic and order of operations as the module path (RMSNorm, q/k/v GEMV, rotary, cache write, attention over the
 // cache, o_proj GEMV added onto the residual, RMSNorm, gate/up GEMV, SiLU·up, down_proj GEMV added onto the residual),
 // without a tensor per intermediate. float32 runs the module path's kernels; bfloat16 computes in float32 buffers and
 // rounds to bf16 at each point where transformers holds a bf16 tensor. Returns the final norm's output [1, 1, H] in
 // the model's dtype.
+//
+// The whole step is one parallel region (kernels::run_team), as llama.cpp's graph: each thread takes its share of
+// every GEMV's rows and of the attention heads, and six barriers per layer order the phases (q/k/v | rotary + cache
+// write | attention | o_proj | RMSNorm + gate/up + SiLU·up | down_proj). The per-kernel parallel_for it replaces forked
+// and joined eight times per layer with the single-threaded parts in between, which left the second thread of a
+// 2-core machine idle a third of an int4 step. Every row and head is computed as before, so the result is the same
+// bit for bit at any thread count. The RMSNorm is computed by every thread into its own buffer (768 floats: cheaper
+// than a barrier); the cache write, a libtorch call, runs on the calling thread (tid 0).
 at::Tensor fused_decode_step(LlamaModel& m, DecodeDtype dt, const at::Tensor& inputs_embeds, int64_t position,
                              Cache& cache, const at::Tensor& mask) {
   const bool bf16 = dt == DecodeDtype::kBFloat16;
@@ -507,77 +538,136 @@ at::Tensor fused_decode_step(LlamaModel& m, DecodeDtype dt, const at::Tensor& in
   const int64_t hidden = inputs_embeds.size(-1);
   at::Tensor residual = inputs_embeds.to(at::kFloat).contiguous().clone();
   float* h = residual.data_ptr<float>();
-  thread_local DecodeScratch scratch;
+  // The calling thread's buffers (the team's threads use them through this reference, not their own thread_local).
+  thread_local DecodeScratch tls_scratch;
+  DecodeScratch& scratch = tls_scratch;
   const float* mask_row = mask.defined() ? mask.data_ptr<float>() : nullptr;
   const int64_t mask_stride = mask.defined() ? mask.stride(-1) : 0;
+  const int team = decode_threads(m);
+  // Shared buffers, sized for the widest layer, then per thread an RMSNorm output row and a bf16 input row.
+  int64_t shared = 0, widest = hidden;
   for (const auto& layer : *m.layers) {
-    LlamaAttention& a = *layer->self_attn;
-    LlamaMLP& mlp = *layer->mlp;
+    const LlamaAttention& a = *layer->self_attn;
     const int64_t hq = a.num_heads, hk = a.num_key_value_heads, d = a.head_dim;
-    const int64_t inter = mlp.gate_proj->out_features;
-    const int64_t widest = std::max({hidden, hq * d, inter});
-    const size_t need = static_cast<size_t>(hidden + 2 * hq * d + 2 * hk * d + 2 * inter + d + 2 * widest);
-    if (scratch.f.size() < need) scratch.f.resize(need);
-    if (scratch.b.size() < static_cast<size_t>(widest)) scratch.b.resize(static_cast<size_t>(widest));
-    float* x = scratch.f.data();
-    float* q = x + hidden;
-    float* attn = q + hq * d;
-    float* cos_sin = attn + hq * d;
-    float* gate = cos_sin + d;
-    float* up = gate + inter;
-    float* kf = up + inter;  // bf16: k and v before they go to the cache's bf16 tensors
-    float* vf = kf + hk * d;
-    float* tmp = vf + hk * d;
-    float* bias_f = tmp + widest;
-    uint16_t* xb = scratch.b.data();
-    auto linear = [&](const nn::Linear& l, const float* in, float* out, bool accumulate) {
-      decode_linear(l, in, out, accumulate, tmp, xb, bias_f);
-    };
-    decode_kv_rows(scratch, cache, hk, d, dtype);
-    const at::Tensor& k = scratch.k;
-    const at::Tensor& v = scratch.v;
-    float* kp = bf16 ? kf : k.data_ptr<float>();
-    float* vp = bf16 ? vf : v.data_ptr<float>();
-    decode_rms_norm(*layer->input_layernorm, h, x, hidden);
-    linear(*a.q_proj, x, q, false);
-    linear(*a.k_proj, x, kp, false);
-    linear(*a.v_proj, x, vp, false);
-    float pos = static_cast<float>(position);
-    if (a.rotary_emb->scaling_type == "linear") pos = pos / static_cast<float>(a.rotary_emb->scaling_factor);
-    kernels::raw::rope_angles(pos, a.rotary_emb->inv_freq.data_ptr<float>(), d / 2, cos_sin);
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-    if (bf16) {
-      kernels::raw::round_bf16(cos_sin, d);  // cos / sin .to(bf16)
-      kernels::raw::rotate_heads_bf16(q, hq, d, cos_sin);
-      kernels::raw::rotate_heads_bf16(kf, hk, d, cos_sin);
-      kernels::raw::to_bf16(kf, reinterpret_cast<uint16_t*>(k.data_ptr<at::BFloat16>()), hk * d);
-      kernels::raw::to_bf16(vf, reinterpret_cast<uint16_t*>(v.data_ptr<at::BFloat16>()), hk * d);
-    } else {
-      kernels::raw::rotate_heads(q, hq, d, cos_sin);
-      kernels::raw::rotate_heads(kp, hk, d, cos_sin);
-    }
-    auto [keys, values] = cache.update(k, v, a.layer_idx);
-    const int64_t t = keys.size(2);
-    if (bf16) {
-      // Eager divides the bf16 scores by math.sqrt(head_dim); a Python float on a bf16 tensor is rounded to bf16.
-      float divisor_bf16 = static_cast<float>(std::sqrt(static_cast<double>(d)));
-      kernels::raw::round_bf16(&divisor_bf16, 1);
-      kernels::raw::decode_attention_bf16(q, hq, hk, d, bf16_data(keys), keys.stride(1), keys.stride(2),
-                                          bf16_data(values), values.stride(1), values.stride(2), t, mask_row,
-                                          mask_stride, divisor_bf16, attn);
-    } else {
-      kernels::raw::decode_attention_f32(q, hq, hk, d, keys.data_ptr<float>(), keys.stride(1), keys.stride(2),
-                                         values.data_ptr<float>(), values.stride(1), values.stride(2), t, mask_row,
-                                         mask_stride, scale, attn);
-    }
-    linear(*a.o_proj, attn, h, true);
-    decode_rms_norm(*layer->post_attention_layernorm, h, x, hidden);
-    linear(*mlp.gate_proj, x, gate, false);
-    linear(*mlp.up_proj, x, up, false);
-    if (bf16) kernels::raw::silu_mul_bf16(gate, up, gate, inter);
-    else kernels::raw::silu_mul_f32(gate, up, gate, inter);
-    linear(*mlp.down_proj, gate, h, true);
+    const int64_t inter = layer->mlp->gate_proj->out_features;
+    const int64_t wide = std::max({hidden, hq * d, inter});
+    widest = std::max(widest, wide);
+    shared = std::max(shared, 2 * hq * d + d + 2 * inter + 2 * hk * d + 2 * wide);
   }
+  const size_t need = static_cast<size_t>(shared + team * hidden);
+  if (scratch.f.size() < need) scratch.f.resize(need);
+  if (scratch.b.size() < static_cast<size_t>(team * widest)) scratch.b.resize(static_cast<size_t>(team * widest));
+  float* const base = scratch.f.data();
+  // The cache's keys / values of the current layer, set by tid 0 between two barriers.
+  const float* keys_f = nullptr;
+  const float* values_f = nullptr;
+  const uint16_t* keys_b = nullptr;
+  const uint16_t* values_b = nullptr;
+  int64_t k_head_stride = 0, k_stride = 0, v_head_stride = 0, v_stride = 0, t = 0;
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  // A phase that throws leaves the rest of the step undone on every thread; all threads still meet every barrier.
+  auto guard = [&](auto&& phase) {
+    if (failed.load(std::memory_order_acquire)) return;
+    try {
+      phase();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+      failed.store(true, std::memory_order_release);
+    }
+  };
+  kernels::run_team(team, [&](int tid, int threads) {
+    float* x = base + shared + tid * hidden;  // this thread's RMSNorm output
+    uint16_t* xb = scratch.b.data() + tid * widest;
+    for (const auto& layer : *m.layers) {
+      LlamaAttention& a = *layer->self_attn;
+      LlamaMLP& mlp = *layer->mlp;
+      const int64_t hq = a.num_heads, hk = a.num_key_value_heads, d = a.head_dim;
+      const int64_t inter = mlp.gate_proj->out_features;
+      const int64_t wide = std::max({hidden, hq * d, inter});
+      float* q = base;
+      float* attn = q + hq * d;
+      float* cos_sin = attn + hq * d;
+      float* gate = cos_sin + d;
+      float* up = gate + inter;
+      float* kf = up + inter;  // k and v before they go to the cache's tensors
+      float* vf = kf + hk * d;
+      float* tmp = vf + hk * d;
+      float* bias_f = tmp + wide;
+      auto linear = [&](const nn::Linear& l, const float* in, float* out, bool accumulate) {
+        decode_linear(l, in, out, accumulate, tmp, xb, bias_f, kernels::part_of(l.out_features, tid, threads));
+      };
+      const kernels::Part heads = kernels::part_of(hq, tid, threads, 1);
+      guard([&] {
+        decode_rms_norm(*layer->input_layernorm, h, x, hidden);
+        if (tid == 0) {
+          float pos = static_cast<float>(position);
+          if (a.rotary_emb->scaling_type == "linear") pos = pos / static_cast<float>(a.rotary_emb->scaling_factor);
+          kernels::raw::rope_angles(pos, a.rotary_emb->inv_freq.data_ptr<float>(), d / 2, cos_sin);
+          if (bf16) kernels::raw::round_bf16(cos_sin, d);  // cos / sin .to(bf16)
+        }
+        linear(*a.q_proj, x, q, false);
+        linear(*a.k_proj, x, kf, false);
+        linear(*a.v_proj, x, vf, false);
+      });
+      kernels::team_barrier();
+      guard([&] {
+        float* qh = q + heads.begin * d;
+        if (bf16) kernels::raw::rotate_heads_bf16(qh, heads.size(), d, cos_sin);
+        else kernels::raw::rotate_heads(qh, heads.size(), d, cos_sin);
+        if (tid != 0) return;
+        decode_kv_rows(scratch, cache, hk, d, dtype);
+        const at::Tensor& k = scratch.k;
+        const at::Tensor& v = scratch.v;
+        if (bf16) {
+          kernels::raw::rotate_heads_bf16(kf, hk, d, cos_sin);
+          kernels::raw::to_bf16(kf, reinterpret_cast<uint16_t*>(k.data_ptr<at::BFloat16>()), hk * d);
+          kernels::raw::to_bf16(vf, reinterpret_cast<uint16_t*>(v.data_ptr<at::BFloat16>()), hk * d);
+        } else {
+          kernels::raw::rotate_heads(kf, hk, d, cos_sin);
+          std::memcpy(k.data_ptr<float>(), kf, sizeof(float) * hk * d);
+          std::memcpy(v.data_ptr<float>(), vf, sizeof(float) * hk * d);
+        }
+        auto [keys, values] = cache.update(k, v, a.layer_idx);
+        t = keys.size(2);
+        k_head_stride = keys.stride(1), k_stride = keys.stride(2);
+        v_head_stride = values.stride(1), v_stride = values.stride(2);
+        if (bf16) keys_b = bf16_data(keys), values_b = bf16_data(values);
+        else keys_f = keys.data_ptr<float>(), values_f = values.data_ptr<float>();
+      });
+      kernels::team_barrier();
+      guard([&] {
+        if (bf16) {
+          // Eager divides the bf16 scores by math.sqrt(head_dim); a Python float on a bf16 tensor is rounded to bf16.
+          float divisor_bf16 = static_cast<float>(std::sqrt(static_cast<double>(d)));
+          kernels::raw::round_bf16(&divisor_bf16, 1);
+          kernels::raw::decode_attention_bf16(q, hq, hk, d, keys_b, k_head_stride, k_stride, values_b, v_head_stride,
+                                              v_stride, t, mask_row, mask_stride, divisor_bf16, attn, heads);
+        } else {
+          const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+          kernels::raw::decode_attention_f32(q, hq, hk, d, keys_f, k_head_stride, k_stride, values_f, v_head_stride,
+                                             v_stride, t, mask_row, mask_stride, scale, attn, heads);
+        }
+      });
+      kernels::team_barrier();
+      guard([&] { linear(*a.o_proj, attn, h, true); });
+      kernels::team_barrier();
+      guard([&] {
+        decode_rms_norm(*layer->post_attention_layernorm, h, x, hidden);
+        linear(*mlp.gate_proj, x, gate, false);
+        linear(*mlp.up_proj, x, up, false);
+        const kernels::Part rows = kernels::part_of(inter, tid, threads);  // gate/up's rows of this thread
+        if (bf16) kernels::raw::silu_mul_bf16(gate + rows.begin, up + rows.begin, gate + rows.begin, rows.size());
+        else kernels::raw::silu_mul_f32(gate + rows.begin, up + rows.begin, gate + rows.begin, rows.size());
+      });
+      kernels::team_barrier();
+      guard([&] { linear(*mlp.down_proj, gate, h, true); });
+      kernels::team_barrier();
+    }
+  });
+  if (error) std::rethrow_exception(error);
   at::Tensor out = at::empty_like(residual);
   decode_rms_norm(*m.norm, h, out.data_ptr<float>(), hidden);
   if (!bf16) return out;
