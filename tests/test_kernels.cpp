@@ -175,9 +175,11 @@ TEST(KernelsAttention, PrefillAttentionMatchesEagerWithCausalPaddedAndFullyMaske
   const float lowest = std::numeric_limits<float>::lowest();
   for (int threads : {1, 2}) {
     at::set_num_threads(threads);
-    for (int64_t tq : {2, 9, 40}) {
-      for (int64_t d : {5, 16, 64}) {
-        for (int64_t past : {0, 3}) {
+    // Query blocks of 16 and key blocks of 64 (the blocked kernel), with tails; past 70 puts whole key blocks
+    // before the first query, 150 queries put masked blocks after the diagonal.
+    for (int64_t tq : {2, 9, 40, 150}) {
+      for (int64_t d : {5, 8, 16, 24, 64}) {
+        for (int64_t past : {0, 3, 70}) {
           const int64_t b = 2, hq = 4, hk = 2, t = past + tq;
           at::Tensor k = at::randn({b, hk, t + 5, d}).narrow(2, 0, t), v = at::randn({b, hk, t + 5, d}).narrow(2, 0, t);
           at::Tensor q = at::randn({b, tq, hq, d}).transpose(1, 2);  // [B, H, Tq, D] as the attention makes it
@@ -210,6 +212,16 @@ TEST(KernelsAttention, PrefillAttentionMatchesEagerWithCausalPaddedAndFullyMaske
         }
       }
     }
+  }
+  // Peaked and flat softmaxes (scores up to a few hundred apart, and all equal): the kernel's exp and online rescaling.
+  for (double amplitude : {0.0, 1.0, 30.0}) {
+    at::Tensor q = at::randn({1, 2, 37, 32}).mul_(amplitude), k = at::randn({1, 2, 90, 32}), v = at::randn({1, 2, 90, 32});
+    at::Tensor mask = at::zeros({1, 1, 37, 90});
+    for (int64_t i = 0; i < 37; ++i)
+      for (int64_t j = 53 + i + 1; j < 90; ++j) mask[0][0][i][j] = lowest;
+    at::Tensor ref = at::matmul(at::softmax(at::matmul(q, k.transpose(2, 3)).mul_(0.25) + mask, -1), v)
+                         .transpose(1, 2).reshape({1, 37, 64});
+    EXPECT_LT(rel_err(kernels::attention(q, k, v, mask, 0.25), ref), 1e-5) << "amplitude " << amplitude;
   }
   EXPECT_THROW(kernels::attention(at::randn({1, 3, 4, 8}), at::randn({1, 2, 5, 8}), at::randn({1, 2, 5, 8}), {}, 1.0),
                c10::Error) << "3 query heads over 2 key/value heads";
@@ -279,7 +291,9 @@ TEST(KernelsTeam, PartsCoverEveryRowOnceAndBarriersOrderPhases) {
           const kernels::Part p = kernels::part_of(n, tid, threads, align);
           ASSERT_EQ(p.begin, next) << n << " " << threads << " " << align << " tid " << tid;
           ASSERT_GE(p.end, p.begin);
-          if (tid + 1 < threads) EXPECT_TRUE(p.size() % align == 0 || p.end == n);
+          if (tid + 1 < threads) {
+            EXPECT_TRUE(p.size() % align == 0 || p.end == n);
+          }
           next = p.end;
         }
         EXPECT_EQ(next, n) << n << " " << threads << " " << align;

@@ -93,6 +93,7 @@ TEST(LlamaSaveLoad, RoundTripGivesIdenticalOutputs) {
   auto loaded = AutoModelForCausalLM::from_pretrained(tmp.str());
   EXPECT_TRUE(loaded->loading_info.missing_keys.empty());
   EXPECT_TRUE(loaded->loading_info.unexpected_keys.empty());
+  model->eval();  // as from_pretrained returns a model: both take the inference kernels
   EXPECT_EQ(max_abs_diff(logits_of(*model, sample_ids()), logits_of(*loaded, sample_ids())), 0.0);
 }
 
@@ -115,6 +116,7 @@ TEST(LlamaSaveLoad, ShardedSaveLoadsIdentically) {
   }
   EXPECT_FALSE(fs::exists(tmp / "model.safetensors"));
   auto loaded = AutoModelForCausalLM::from_pretrained(tmp.str());
+  model->eval();  // as from_pretrained returns a model: both take the inference kernels
   EXPECT_EQ(max_abs_diff(logits_of(*model, sample_ids()), logits_of(*loaded, sample_ids())), 0.0);
   // A later unsharded save into the same folder removes the stale shards and index.
   model->save_pretrained(tmp.str());
@@ -134,6 +136,7 @@ TEST(LlamaSaveLoad, TiedWeightsAreStoredOnce) {
   auto loaded = LlamaForCausalLM::from_pretrained(tmp.str());
   EXPECT_TRUE(loaded->loading_info.missing_keys.empty());
   EXPECT_TRUE(loaded->lm_head->weight.is_same(loaded->model->embed_tokens->weight));
+  model->eval();  // as from_pretrained returns a model: both take the inference kernels
   EXPECT_EQ(max_abs_diff(logits_of(*model, sample_ids()), logits_of(*loaded, sample_ids())), 0.0);
   // Parameters count tied weights once, as Python's model.parameters() does.
   int64_t untied = std::make_shared<LlamaForCausalLM>(tiny_config(false))->num_parameters();

@@ -47,11 +47,15 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
 // decode_attention's general form, several queries: q [B, Hq, Tq, D] over k/v [B, Hk, Tk, D] with the additive mask
 // [B or 1, 1, Tq or 1, Tk] (any strides) or none; returns [B, Tq, Hq*D], o_proj's input. Keys masked with float32
 // lowest or -inf are skipped (exact: their softmax weight is 0 in float32), so a causal mask costs half the square;
-// a row with every key masked comes out as eager's softmax makes it (uniform). Row by row (AVX-512 dot products):
-// on a 110M Llama prompt it measured 5-10 % slower than the GEMM-based eager attention, so prompts keep that; a
-// blocked (FlashAttention-style) micro-kernel is what would pay there.
+// a row with every key masked comes out as eager's softmax makes it (uniform). Several queries on AVX-512 take a
+// blocked kernel (src/kernels/attention.cpp: 16 queries x 64 keys, online softmax, key blocks masked for all 16
+// queries skipped, no [Tq, Tk] score tensor); one query, or a CPU without AVX-512, goes row by row.
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                      double scale);
+// Whether LlamaAttention runs a float32 prompt's attention through attention() (default on; TFCPP_PROMPT_ATTENTION=0
+// or set_prompt_attention(false) keep the eager/sdpa tensor path, e.g. to compare the two).
+bool prompt_attention_enabled();
+void set_prompt_attention(bool on);
 
 // The additive mask of a single decode query from transformers' 2-D padding mask [B, Tk] (1 = attend):
 // [B, 1, 1, Tk] float32 with 0 or float32 lowest (what update_causal_mask builds for one query at the last position).

@@ -5,6 +5,7 @@
 
 #include "transformers/kernels.h"
 
+#include "kernels/internal.h"
 #include "kernels/parallel.h"
 #include "kernels/simd.h"
 
@@ -217,6 +218,22 @@ bool enabled() {
 }
 
 void set_enabled(bool on) { enabled_state.store(on ? 1 : 0, std::memory_order_relaxed); }
+
+namespace {
+std::atomic<int> prompt_attention_state{-1};  // -1: not read from the environment yet
+}  // namespace
+
+bool prompt_attention_enabled() {
+  int state = prompt_attention_state.load(std::memory_order_relaxed);
+  if (state < 0) {
+    const char* env = std::getenv("TFCPP_PROMPT_ATTENTION");
+    state = (env && std::string(env) == "0") ? 0 : 1;
+    prompt_attention_state.store(state, std::memory_order_relaxed);
+  }
+  return state == 1;
+}
+
+void set_prompt_attention(bool on) { prompt_attention_state.store(on ? 1 : 0, std::memory_order_relaxed); }
 
 void set_min_parallel_bytes(int64_t bytes) { parallel_bytes.store(std::max<int64_t>(0, bytes)); }
 int64_t min_parallel_bytes() { return parallel_bytes.load(); }
@@ -756,6 +773,11 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const float* vp = v.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const float sc = static_cast<float>(scale);
+  if (tq > 1 && blocked_attention_supported()) {
+    blocked_attention({qp, q.stride(0), q.stride(1), q.stride(2), kp, k.stride(0), k.stride(1), k.stride(2), vp,
+                       v.stride(0), v.stride(1), v.stride(2), mp, ms0, ms2, ms3, batch, hq, hk, tq, t, d, sc, op});
+    return out;
+  }
   const int64_t work = std::max<int64_t>(1, 4 * t * d);
   // Rows in (batch, query, head) order: a thread's consecutive rows share a query's mask row and the same keys.
   at::parallel_for(0, batch * tq * hq, std::max<int64_t>(1, (1 << 17) / work), [&](int64_t r0, int64_t r1) {

@@ -204,11 +204,18 @@ std::pair<at::Tensor, at::Tensor> LlamaAttention::forward(const at::Tensor& hidd
   if (attention_mask.defined()) mask = attention_mask.narrow(-1, 0, key_states.size(-2));
   const double scaling = 1.0 / std::sqrt(static_cast<double>(head_dim));
   const std::string& impl = config->_attn_implementation();
-  if (fused && q_len == 1 && (impl == "eager" || impl == "sdpa") && value_states.scalar_type() == at::kFloat &&
-      key_states.scalar_type() == at::kFloat && key_states.stride(3) == 1 && value_states.stride(3) == 1 &&
+  // One query: attention straight over the cache. Several (a prompt) with the causal mask: the blocked kernel
+  // (kernels::attention: online softmax, masked key blocks skipped, no [Tq, Tk] scores, no repeat_kv copy).
+  const bool kernel_attention = fused && (impl == "eager" || impl == "sdpa") &&
+                                value_states.scalar_type() == at::kFloat && key_states.scalar_type() == at::kFloat &&
+                                query_states.stride(3) == 1 && key_states.stride(3) == 1 && value_states.stride(3) == 1;
+  if (kernel_attention && q_len == 1 &&
       (!mask.defined() || (mask.dim() == 4 && mask.size(1) == 1 && mask.size(2) == 1)))
     return {o_proj->forward(kernels::decode_attention(query_states, key_states, value_states, mask, scaling)),
             at::Tensor()};
+  if (kernel_attention && q_len > 1 && kernels::prompt_attention_enabled() && mask.defined() && mask.dim() == 4 &&
+      mask.size(1) == 1 && mask.size(2) == q_len && mask.scalar_type() == at::kFloat)
+    return {o_proj->forward(kernels::attention(query_states, key_states, value_states, mask, scaling)), at::Tensor()};
 
   key_states = repeat_kv(key_states, num_key_value_groups);
   value_states = repeat_kv(value_states, num_key_value_groups);
@@ -450,8 +457,8 @@ void decode_kv_rows(DecodeScratch& scratch, Cache& cache, int64_t kv_heads, int6
 // rows `rows` (this thread's share): y = x Wᵀ (+ b), or y += x Wᵀ (+ b) with `accumulate` (the residual sum).
 // float32: kernels::raw::gemv_f32 as the module path. bfloat16: x converted to bf16, vdpbf16ps GEMV with float32
 // accumulation, the result rounded to bf16 as the bf16 Linear's output, then added onto y and rounded again (the bf16
-// residual sum). `tmp` holds out_features floats and `bias_f` out_features floats (rows of `rows` written), `xb`
-// in_features bf16 values (this thread's own).
+// residual sum). `tmp` holds out_features floats (rows of `rows` written), `bias_f` out_features floats and `xb`
+// in_features bf16 values (both this thread's own).
 void decode_linear(const nn::Linear& l, const float* x, float* y, bool accumulate, float* tmp, uint16_t* xb,
                    float* bias_f, kernels::Part rows) {
   const int64_t out = l.out_features, in = l.in_features;
@@ -544,7 +551,7 @@ at::Tensor fused_decode_step(LlamaModel& m, DecodeDtype dt, const at::Tensor& in
   const float* mask_row = mask.defined() ? mask.data_ptr<float>() : nullptr;
   const int64_t mask_stride = mask.defined() ? mask.stride(-1) : 0;
   const int team = decode_threads(m);
-  // Shared buffers, sized for the widest layer, then per thread an RMSNorm output row and a bf16 input row.
+  // Shared buffers, sized for the widest layer, then per thread an RMSNorm output row, a bias row and a bf16 input row.
   int64_t shared = 0, widest = hidden;
   for (const auto& layer : *m.layers) {
     const LlamaAttention& a = *layer->self_attn;
@@ -552,9 +559,9 @@ at::Tensor fused_decode_step(LlamaModel& m, DecodeDtype dt, const at::Tensor& in
     const int64_t inter = layer->mlp->gate_proj->out_features;
     const int64_t wide = std::max({hidden, hq * d, inter});
     widest = std::max(widest, wide);
-    shared = std::max(shared, 2 * hq * d + d + 2 * inter + 2 * hk * d + 2 * wide);
+    shared = std::max(shared, 2 * hq * d + d + 2 * inter + 2 * hk * d + wide);
   }
-  const size_t need = static_cast<size_t>(shared + team * hidden);
+  const size_t need = static_cast<size_t>(shared + team * (hidden + widest));
   if (scratch.f.size() < need) scratch.f.resize(need);
   if (scratch.b.size() < static_cast<size_t>(team * widest)) scratch.b.resize(static_cast<size_t>(team * widest));
   float* const base = scratch.f.data();
@@ -579,14 +586,15 @@ at::Tensor fused_decode_step(LlamaModel& m, DecodeDtype dt, const at::Tensor& in
     }
   };
   kernels::run_team(team, [&](int tid, int threads) {
-    float* x = base + shared + tid * hidden;  // this thread's RMSNorm output
+    // This thread's RMSNorm output, bf16 input row and bias row (q/k/v share a phase but not their row splits).
+    float* x = base + shared + tid * (hidden + widest);
+    float* bias_f = x + hidden;
     uint16_t* xb = scratch.b.data() + tid * widest;
     for (const auto& layer : *m.layers) {
       LlamaAttention& a = *layer->self_attn;
       LlamaMLP& mlp = *layer->mlp;
       const int64_t hq = a.num_heads, hk = a.num_key_value_heads, d = a.head_dim;
       const int64_t inter = mlp.gate_proj->out_features;
-      const int64_t wide = std::max({hidden, hq * d, inter});
       float* q = base;
       float* attn = q + hq * d;
       float* cos_sin = attn + hq * d;
@@ -595,7 +603,6 @@ at::Tensor fused_decode_step(LlamaModel& m, DecodeDtype dt, const at::Tensor& in
       float* kf = up + inter;  // k and v before they go to the cache's tensors
       float* vf = kf + hk * d;
       float* tmp = vf + hk * d;
-      float* bias_f = tmp + wide;
       auto linear = [&](const nn::Linear& l, const float* in, float* out, bool accumulate) {
         decode_linear(l, in, out, accumulate, tmp, xb, bias_f, kernels::part_of(l.out_features, tid, threads));
       };

@@ -1,0 +1,35 @@
+// Declarations shared between the kernel files (not part of the public kernels.h).
+#pragma once
+
+#include <cstdint>
+
+namespace transformers::kernels {
+
+namespace raw {
+// softmax(q·k·scale + mask)·v for one query row over t keys (kernels.cpp): keys masked with float32 lowest or -inf
+// skipped, a row with no visible key as eager makes it (uniform over the lowest-masked keys). `scores` holds t floats.
+void attend_one(const float* q, const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t t,
+                int64_t d, const float* mask, int64_t mask_stride, float scale, float* out, float* scores);
+}  // namespace raw
+
+// Strided views of kernels::attention's operands (element strides; the last dimension contiguous).
+struct AttentionOperands {
+  const float* q;
+  int64_t qs0, qs1, qs2;  // [B, Hq, Tq, D]
+  const float* k;
+  int64_t ks0, ks1, ks2;  // [B, Hk, Tk, D]
+  const float* v;
+  int64_t vs0, vs1, vs2;
+  const float* mask;      // additive, or null
+  int64_t ms0, ms2, ms3;  // batch, query and key strides (0 where broadcast)
+  int64_t batch, hq, hk, tq, tk, d;
+  float scale;
+  float* out;  // [B, Tq, Hq * D] contiguous
+};
+
+// Whether blocked_attention runs on this CPU (AVX-512F).
+bool blocked_attention_supported();
+// kernels::attention for several queries (src/kernels/attention.cpp): blocks of 16 queries × 64 keys, online softmax.
+void blocked_attention(const AttentionOperands& a);
+
+}  // namespace transformers::kernels
