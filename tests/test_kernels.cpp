@@ -98,6 +98,18 @@ TEST(KernelsNorm, RmsNormAndSiluMulMatchAten) {
       EXPECT_LT(rel_err(kernels::silu_mul(g, u), at::silu(g) * u), 1e-5) << d;
     }
   }
+  // Elementwise within a few ulp of ATen's silu over the whole range (the AVX-512 exp), and its limits: large |g|,
+  // ±0, ±inf (silu(-inf) = -inf / inf = NaN, as ATen) and NaN.
+  at::Tensor g = at::cat({at::linspace(-110, 110, 4001), at::tensor({0.0f, -0.0f, 1e-30f, -1e-30f, 88.8f, -88.8f})});
+  at::Tensor u = at::ones_like(g);
+  at::Tensor ref = at::silu(g), got = kernels::silu_mul(g, u);
+  EXPECT_LE((got - ref).abs().div(ref.abs().clamp_min(1e-30)).max().item<double>(), 1e-6);
+  at::Tensor special = at::tensor({INFINITY, -INFINITY, NAN});
+  at::Tensor out = kernels::silu_mul(special, at::ones_like(special));
+  EXPECT_EQ(out[0].item<float>(), INFINITY);
+  EXPECT_TRUE(std::isnan(out[1].item<float>()));
+  EXPECT_TRUE(std::isnan(out[2].item<float>()));
+  EXPECT_TRUE(std::isnan(at::silu(special)[1].item<float>())) << "ATen agrees on silu(-inf)";
 }
 
 TEST(KernelsRotary, MatchesRotateHalfFormula) {
