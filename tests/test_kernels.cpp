@@ -3,6 +3,7 @@
 #include "test_util.h"
 #include "kernel_test_util.h"
 
+#include "transformers/attention.h"
 #include "transformers/auto.h"
 #include "transformers/generation.h"
 #include "transformers/kernels.h"
@@ -275,6 +276,36 @@ void expect_fast_path_matches_plain(const std::string& dir, int64_t new_tokens, 
 }
 
 }  // namespace
+
+// transformers' flash_attention_2 on CPU: the blocked kernel (kernels on) against the attention registry's tensor
+// tiles (kernels off), causal bottom-right aligned with a cache offset, left padding that hides every key of some
+// rows (zeros in both), grouped-query heads repeated as the model passes them.
+TEST(KernelsAttention, FlashAttentionKernelMatchesTheTiledPath) {
+  KernelSettings restore;
+  c10::InferenceMode guard;
+  const AttentionFunction& flash = attention_function("flash_attention_2");
+  for (int threads : {1, 2})
+    for (int64_t tq : {1, 5, 37, 130})
+      for (int64_t past : {0, 70}) {
+        at::set_num_threads(threads);
+        const int64_t b = 2, h = 4, d = 24, tk = past + tq;
+        at::Tensor q = at::randn({b, tq, h, d}).transpose(1, 2), k = at::randn({b, h, tk, d}), v = at::randn({b, h, tk, d});
+        at::Tensor mask = at::ones({b, tk + 3}, at::kLong);  // longer than the keys: the last Tk columns count
+        mask.narrow(1, 3, std::min<int64_t>(tk, past + 2)).select(0, 1).zero_();
+        AttentionArgs args;
+        args.scaling = 1.0 / std::sqrt(static_cast<double>(d));
+        args.is_causal = true;
+        for (bool with_mask : {false, true}) {
+          kernels::set_enabled(false);
+          at::Tensor ref = flash(q, k, v, with_mask ? mask : at::Tensor(), args).first;
+          kernels::set_enabled(true);
+          at::Tensor out = flash(q, k, v, with_mask ? mask : at::Tensor(), args).first;
+          ASSERT_EQ(out.sizes(), ref.sizes());
+          EXPECT_LT(rel_err(out, ref), 1e-5) << "tq " << tq << " past " << past << " mask " << with_mask;
+          EXPECT_EQ(at::isnan(out).sum().item<int64_t>(), 0);
+        }
+      }
+}
 
 TEST(KernelsDecode, FastPathMatchesPlainOnEmbeddedModel) {
   expect_fast_path_matches_plain(source_dir() + "/models/stories260K", 24, false);

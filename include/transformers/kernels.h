@@ -52,6 +52,14 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
 // queries skipped, no [Tq, Tk] score tensor); one query, or a CPU without AVX-512, goes row by row.
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                      double scale);
+// transformers' flash_attention_2 contract on the same blocked kernel, for float32 q [B, H, Tq, D] and k/v
+// [B, Hk, Tk, D] (last dims contiguous): causal bottom-right aligned (query i sees keys j <= Tk - Tq + i) when
+// `causal`, keys whose 2-D padding_mask [B, Tk'] (the last Tk columns; 1 = attend) is 0 hidden, and a query with no
+// visible key comes out as zeros, with no mask tensor built. Returns [B, Tq, H*D], or an undefined tensor where the
+// kernel does not run (no AVX-512; the caller then uses its tensor path).
+at::Tensor flash_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& padding_mask, bool causal, double scale);
+
 // Whether LlamaAttention runs a float32 prompt's attention through attention() (default on; TFCPP_PROMPT_ATTENTION=0
 // or set_prompt_attention(false) keep the eager/sdpa tensor path, e.g. to compare the two).
 bool prompt_attention_enabled();

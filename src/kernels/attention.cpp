@@ -160,6 +160,8 @@ __attribute__((target("avx512f"))) void attend_block(const AttentionOperands& a,
     float* o = a.out + (b * a.tq + i0 + r) * a.hq * d + h * d;
     if (lsum[r] > 0) {
       for (int64_t i = 0; i < d; ++i) o[i] = ot[i * kRows + r];
+    } else if (a.empty_rows_zero) {
+      std::fill(o, o + d, 0.0f);
     } else {  // no visible key (or NaN): the row-wise kernel reproduces eager's softmax of such a row
       float* scores = grow(s.row, tk);
       raw::attend_one(q + r * a.qs2, k, a.ks2, v, a.vs2, tk, d,
@@ -207,8 +209,10 @@ void blocked_attention(const AttentionOperands& a) {
         for (int64_t j = kb * kKeys; j < std::min(a.tk, (kb + 1) * kKeys); ++j)
           for (int64_t r = 0; r < kRows; ++r) {
             float add = 0.0f;
-            if (r < rows && a.mask) {
-              add = a.mask[b * a.ms0 + (i0 + r) * a.ms2 + j * a.ms3];
+            if (r < rows) {
+              if (a.mask) add = a.mask[b * a.ms0 + (i0 + r) * a.ms2 + j * a.ms3];
+              if ((a.causal && j > a.causal_offset + i0 + r) || (a.key_keep && !a.key_keep[b * a.keep_s0 + j]))
+                add = -inf;
               if (add <= lowest) add = -inf;
             }
             mt[j * kRows + r] = add;

@@ -25,6 +25,14 @@ struct AttentionOperands {
   int64_t batch, hq, hk, tq, tk, d;
   float scale;
   float* out;  // [B, Tq, Hq * D] contiguous
+  // FlashAttention's masking instead of (or on top of) the additive mask: keys with key_keep[b * keep_s0 + j] == 0
+  // hidden, query i sees keys j <= causal_offset + i when causal, and a query with no visible key comes out as zeros
+  // (empty_rows_zero) rather than eager's uniform softmax.
+  const uint8_t* key_keep = nullptr;
+  int64_t keep_s0 = 0;
+  bool causal = false;
+  int64_t causal_offset = 0;
+  bool empty_rows_zero = false;
 };
 
 // Whether blocked_attention runs on this CPU (AVX-512F).

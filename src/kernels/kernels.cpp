@@ -808,6 +808,33 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   return out;
 }
 
+at::Tensor flash_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& padding_mask, bool causal, double scale) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.scalar_type() == at::kFloat &&
+                  k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat && q.stride(3) == 1 &&
+                  k.stride(3) == 1 && v.stride(3) == 1 && k.sizes() == v.sizes() && q.size(3) == k.size(3) &&
+                  q.size(0) == k.size(0) && k.size(1) > 0 && q.size(1) % k.size(1) == 0,
+              "kernels::flash_attention: float32 q [B, H, Tq, D], k/v [B, Hk, Tk, D] with contiguous last dims");
+  if (!blocked_attention_supported()) return {};
+  const int64_t batch = q.size(0), hq = q.size(1), tq = q.size(2), hk = k.size(1), t = k.size(2), d = q.size(3);
+  at::Tensor keep;
+  if (padding_mask.defined()) {
+    TORCH_CHECK(padding_mask.dim() == 2 && padding_mask.size(0) == batch && padding_mask.size(1) >= t,
+                "kernels::flash_attention: padding mask [B, Tk] expected");
+    keep = padding_mask.narrow(1, padding_mask.size(1) - t, t).ne(0).to(at::kByte).contiguous();
+  }
+  at::Tensor out = at::empty({batch, tq, hq * d}, q.options());
+  AttentionOperands a{q.data_ptr<float>(), q.stride(0), q.stride(1), q.stride(2), k.data_ptr<float>(), k.stride(0),
+                      k.stride(1), k.stride(2), v.data_ptr<float>(), v.stride(0), v.stride(1), v.stride(2), nullptr,
+                      0, 0, 0, batch, hq, hk, tq, t, d, static_cast<float>(scale), out.data_ptr<float>()};
+  if (keep.defined()) a.key_keep = keep.data_ptr<uint8_t>(), a.keep_s0 = t;
+  a.causal = causal;
+  a.causal_offset = t - tq;
+  a.empty_rows_zero = true;
+  blocked_attention(a);
+  return out;
+}
+
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                             double scale) {
   TORCH_CHECK(q.dim() == 4 && q.size(2) == 1, "kernels::decode_attention: one query, q [B, Hq, 1, D]");

@@ -3,6 +3,7 @@
 
 #include "transformers/compat.h"
 #include "transformers/errors.h"
+#include "transformers/kernels.h"
 
 #include <ATen/ATen.h>
 
@@ -59,6 +60,13 @@ std::pair<at::Tensor, at::Tensor> flash_attention(const at::Tensor& q, const at:
     }
     if (mask.defined()) additive.masked_fill_(mask.eq(0).view({q.size(0), 1, 1, tk}), std::numeric_limits<float>::lowest());
     return eager_attention(q, k, v, additive.to(q.scalar_type()), args);
+  }
+  // float32 inference on an AVX-512 CPU: the blocked kernel (kernels::flash_attention, no mask tensor built).
+  if (kernels::usable(q) && q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat &&
+      v.scalar_type() == at::kFloat && q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 &&
+      !(args.training && args.dropout > 0)) {
+    at::Tensor fused = kernels::flash_attention(q, k, v, mask, args.is_causal, args.scaling);
+    if (fused.defined()) return {fused.view({q.size(0), tq, q.size(1), q.size(3)}).transpose(1, 2), at::Tensor()};
   }
   constexpr int64_t kBlock = 128;
   at::Tensor key_bias;  // [B, 1, 1, Tk]: 0 or -inf
