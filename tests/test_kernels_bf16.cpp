@@ -48,12 +48,13 @@ struct Mismatch {
   int64_t count = 0;
   double max_ulps = 0;
 };
-Mismatch compare_bf16(const at::Tensor& a, const at::Tensor& b) {
+// Values that differ by at most `noise` (absolute) are taken as equal.
+Mismatch compare_bf16(const at::Tensor& a, const at::Tensor& b, double noise = 0.0) {
   at::Tensor x = a.to(at::kDouble).flatten(), y = b.to(at::kDouble).flatten();
   Mismatch m;
   for (int64_t i = 0; i < x.numel(); ++i) {
     const double u = x[i].item<double>(), v = y[i].item<double>();
-    if (u == v) continue;
+    if (std::abs(u - v) <= noise) continue;
     ++m.count;
     const double ulp = std::ldexp(1.0, std::max(-133, std::ilogb(v == 0 ? 1e-38 : v) - 7));
     m.max_ulps = std::max(m.max_ulps, std::abs(u - v) / ulp);
@@ -204,7 +205,14 @@ TEST(KernelsBf16, DecodeAttentionMatchesEagerInBf16WithGqaAndPadding) {
               k.stride(2), reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>()), v.stride(1), v.stride(2), t,
               with_mask ? fmask.data_ptr<float>() : nullptr, 1, divisor, out.data());
           // Rounded at the same points and summed as torch 1.13 sums (bit-exact here; exp is libm's, not Sleef's).
-          Mismatch m = compare_bf16(tensor(out, {1, hq, 1, d}), ref);
+          // An output that the p·v sum cancels down to a small fraction of the largest one shows the noise of its
+          // terms (float32 summation order: oneDNN blocks the sum, the kernel goes in order; or a probability one
+          // bf16 ulp apart, libm's exp vs Sleef's) as several of its own bf16 ulps: about 3 % of random inputs (the
+          // default generator is seeded at random) did. Differences under half a bf16 ulp of the largest output are
+          // that noise; a 1-ulp difference at the outputs' own scale still counts.
+          const double largest = ref.abs().max().to(at::kDouble).item<double>();
+          const double noise = std::ldexp(1.0, std::ilogb(largest > 0 ? largest : 1.0) - 7) / 2;
+          Mismatch m = compare_bf16(tensor(out, {1, hq, 1, d}), ref, noise);
           EXPECT_LE(m.max_ulps, 1.0) << "t " << t << " d " << d << " mask " << with_mask;
           EXPECT_LE(m.count, hq * d / 50 + 1) << "t " << t << " d " << d << " mask " << with_mask;
         }
