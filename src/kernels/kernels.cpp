@@ -207,31 +207,26 @@ thread_local std::vector<float> tls_scores;
 
 }  // namespace
 
-bool enabled() {
-  int state = enabled_state.load(std::memory_order_relaxed);
-  if (state < 0) {
-    const char* env = std::getenv("TFCPP_KERNELS");
-    state = (env && std::string(env) == "0") ? 0 : 1;
-    enabled_state.store(state, std::memory_order_relaxed);
+namespace {
+std::atomic<int> prompt_attention_state{-1};  // -1: not read from the environment yet
+
+// An on/off switch: on unless the environment variable is "0", read on first use; set_* overrides it.
+bool switch_on(std::atomic<int>& state, const char* variable) {
+  int value = state.load(std::memory_order_relaxed);
+  if (value < 0) {
+    const char* env = std::getenv(variable);
+    value = (env && std::string(env) == "0") ? 0 : 1;
+    state.store(value, std::memory_order_relaxed);
   }
-  return state == 1;
+  return value == 1;
 }
+}  // namespace
+
+bool enabled() { return switch_on(enabled_state, "TFCPP_KERNELS"); }
 
 void set_enabled(bool on) { enabled_state.store(on ? 1 : 0, std::memory_order_relaxed); }
 
-namespace {
-std::atomic<int> prompt_attention_state{-1};  // -1: not read from the environment yet
-}  // namespace
-
-bool prompt_attention_enabled() {
-  int state = prompt_attention_state.load(std::memory_order_relaxed);
-  if (state < 0) {
-    const char* env = std::getenv("TFCPP_PROMPT_ATTENTION");
-    state = (env && std::string(env) == "0") ? 0 : 1;
-    prompt_attention_state.store(state, std::memory_order_relaxed);
-  }
-  return state == 1;
-}
+bool prompt_attention_enabled() { return switch_on(prompt_attention_state, "TFCPP_PROMPT_ATTENTION"); }
 
 void set_prompt_attention(bool on) { prompt_attention_state.store(on ? 1 : 0, std::memory_order_relaxed); }
 
