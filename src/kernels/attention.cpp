@@ -31,22 +31,11 @@ namespace {
 constexpr int64_t kRows = 16;  // queries per block: one zmm lane each
 constexpr int64_t kKeys = 64;  // keys per online-softmax step
 
-bool avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
-}
-
 struct Scratch {
   std::vector<float> qt, ot, mt, p, row;
   std::vector<char> skip;
 };
 thread_local Scratch tls;
-
-template <typename T>
-T* grow(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
 
 #if defined(__x86_64__)
 
@@ -176,7 +165,7 @@ __attribute__((target("avx512f"))) void attend_block(const AttentionOperands& a,
 
 bool blocked_attention_supported() {
 #if defined(__x86_64__)
-  return avx512();
+  return cpu_avx512f();
 #else
   return false;
 #endif
@@ -184,7 +173,7 @@ bool blocked_attention_supported() {
 
 void blocked_attention(const AttentionOperands& a) {
 #if defined(__x86_64__)
-  TORCH_CHECK(avx512(), "kernels::blocked_attention needs AVX-512F");
+  TORCH_CHECK(cpu_avx512f(), "kernels::blocked_attention needs AVX-512F");
   const int64_t blocks = (a.tq + kRows - 1) / kRows, key_blocks = (a.tk + kKeys - 1) / kKeys;
   // Tasks: (batch, query block, chunk of heads). Query blocks in zig-zag order (0, last, 1, last - 1, ...), so the
   // contiguous ranges parallel_for hands out pair the short causal rows with the long ones. Heads are chunked only

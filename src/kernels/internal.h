@@ -2,8 +2,26 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace transformers::kernels {
+
+// Whether the CPU has AVX-512F (the blocked attention and the prompt GEMM need nothing more).
+inline bool cpu_avx512f() {
+#if defined(__x86_64__)
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+// v.data() with room for at least n elements (per-thread scratch, grown once and reused across calls).
+template <typename T>
+T* grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
 
 namespace raw {
 // softmax(q·k·scale + mask)·v for one query row over t keys (kernels.cpp): keys masked with float32 lowest or -inf

@@ -6,6 +6,7 @@
 
 #include "transformers/kernels.h"
 
+#include "kernels/internal.h"
 #include "kernels/parallel.h"
 #include "kernels/simd.h"
 
@@ -43,12 +44,6 @@ struct Scratch {
 };
 thread_local Scratch tls;
 std::atomic<bool> force_scalar{false};
-
-template <typename T>
-T* grow(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
 
 // Rows per parallel chunk: the whole matrix on the calling thread below min_parallel_bytes() (as the float GEMV).
 int64_t grain_rows(int64_t rows, int64_t row_bytes) {

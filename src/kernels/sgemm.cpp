@@ -11,6 +11,8 @@
 
 #include "transformers/kernels.h"
 
+#include "kernels/internal.h"
+
 #include <ATen/Parallel.h>
 
 #if defined(__x86_64__)
@@ -35,14 +37,6 @@ constexpr int64_t kKc = 1024; // inputs per pass over C (a 32 · 1024 · 4 = 128
 
 std::atomic<int> prepack_state{-1};  // -1: not read from the environment yet
 
-bool cpu_avx512f() {
-#if defined(__x86_64__)
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
-#else
-  return false;
-#endif
-}
 
 #if defined(__x86_64__)
 // C[rows, 0:nvalid] (+)= A_packed [kc][MR] · B_panel [kc][32] (+ bias on the first pass over the inputs).

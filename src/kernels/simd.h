@@ -1,4 +1,4 @@
-// Horizontal reductions of one AVX-512 register, shared by the kernel files (x86-64 only; each function carries its
+// Horizontal reductions of one AVX-512 register and a 16-lane exp, shared by the kernel files (x86-64 only; each function carries its
 // own target attribute, so the including file needs no -mavx512f).
 #pragma once
 
@@ -9,25 +9,32 @@
 
 namespace transformers::kernels::simd {
 
-// Σ of the 16 lanes: halves added 256 → 128 → 64 → 32 bits (the summation order every kernel's results assume).
-__attribute__((target("avx512f"))) inline float hsum(__m512 v) {
+// The 16 lanes folded with one operation, halves combined 256 → 128 → 64 → 32 bits (the summation order every
+// kernel's results assume): Op supplies it for 256-bit, 128-bit and scalar-lane registers.
+template <typename Op>
+__attribute__((target("avx512f"))) inline float reduce(__m512 v) {
   const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-  __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
-  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+  const __m256 s8 = Op::ymm(_mm512_castps512_ps256(v), hi);
+  __m128 s4 = Op::xmm(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s4 = Op::xmm(s4, _mm_movehl_ps(s4, s4));
+  s4 = Op::ss(s4, _mm_movehdup_ps(s4));
   return _mm_cvtss_f32(s4);
 }
 
-// max of the 16 lanes, in hsum's order.
-__attribute__((target("avx512f"))) inline float hmax(__m512 v) {
-  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-  __m256 m8 = _mm256_max_ps(_mm512_castps512_ps256(v), hi);
-  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
-  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-  return _mm_cvtss_f32(m4);
-}
+struct AddOp {
+  __attribute__((target("avx512f"))) static __m256 ymm(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+  __attribute__((target("avx512f"))) static __m128 xmm(__m128 a, __m128 b) { return _mm_add_ps(a, b); }
+  __attribute__((target("avx512f"))) static __m128 ss(__m128 a, __m128 b) { return _mm_add_ss(a, b); }
+};
+struct MaxOp {
+  __attribute__((target("avx512f"))) static __m256 ymm(__m256 a, __m256 b) { return _mm256_max_ps(a, b); }
+  __attribute__((target("avx512f"))) static __m128 xmm(__m128 a, __m128 b) { return _mm_max_ps(a, b); }
+  __attribute__((target("avx512f"))) static __m128 ss(__m128 a, __m128 b) { return _mm_max_ss(a, b); }
+};
+
+// Σ and max of the 16 lanes.
+__attribute__((target("avx512f"))) inline float hsum(__m512 v) { return reduce<AddOp>(v); }
+__attribute__((target("avx512f"))) inline float hmax(__m512 v) { return reduce<MaxOp>(v); }
 
 // e^x on 16 lanes: Cephes expf (x = n·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial, ×2ⁿ by vscalefps), within 2 ulp of
 // std::exp; exactly 0 below -103.97 (e^x < the smallest denormal) and for -inf, NaN kept.
