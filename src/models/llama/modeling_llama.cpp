@@ -10,6 +10,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -406,6 +407,14 @@ DecodeDtype norm_decode_dtype(const LlamaRMSNorm& n) {
   return decode_dtype(n.weight.scalar_type());
 }
 
+// The seven Linears of a decoder layer, in the order a decode step runs them.
+std::array<const nn::Linear*, 7> layer_linears(const LlamaDecoderLayer& layer) {
+  const LlamaAttention& a = *layer.self_attn;
+  const LlamaMLP& mlp = *layer.mlp;
+  return {a.q_proj.get(), a.k_proj.get(), a.v_proj.get(), a.o_proj.get(), mlp.gate_proj.get(), mlp.up_proj.get(),
+          mlp.down_proj.get()};
+}
+
 // Whether every layer is a plain Llama layer of one dtype (float32, int8 / int4 weight-only Linears included, or
 // bfloat16, that of the input embeddings; no tensor- or pipeline-parallel / offloaded weights, SiLU MLP, no dynamic
 // rope), so a decode step can run
@@ -420,8 +429,7 @@ DecodeDtype fused_decode_supported(const LlamaModel& m, at::ScalarType input_dty
     if (layer->pipeline_skip || layer->tp_forward) return DecodeDtype::kUnsupported;  // distributed.h
     const LlamaAttention& a = *layer->self_attn;
     const LlamaMLP& mlp = *layer->mlp;
-    for (const nn::Linear* l : {a.q_proj.get(), a.k_proj.get(), a.v_proj.get(), a.o_proj.get(), mlp.gate_proj.get(),
-                                mlp.up_proj.get(), mlp.down_proj.get()})
+    for (const nn::Linear* l : layer_linears(*layer))
       if (activation_dtype(decode_gemv(*l)) != dt) return DecodeDtype::kUnsupported;
     if (mlp.act_fn != silu || norm_decode_dtype(*layer->input_layernorm) != dt ||
         norm_decode_dtype(*layer->post_attention_layernorm) != dt || a.rotary_emb->scaling_type == "dynamic" ||
@@ -512,10 +520,7 @@ void decode_rms_norm(const LlamaRMSNorm& n, const float* x, float* out, int64_t 
 int decode_threads(const LlamaModel& m) {
   int64_t widest = 0;
   for (const auto& layer : *m.layers) {
-    const LlamaAttention& a = *layer->self_attn;
-    const LlamaMLP& mlp = *layer->mlp;
-    for (const nn::Linear* l : {a.q_proj.get(), a.k_proj.get(), a.v_proj.get(), a.o_proj.get(), mlp.gate_proj.get(),
-                                mlp.up_proj.get(), mlp.down_proj.get()}) {
+    for (const nn::Linear* l : layer_linears(*layer)) {
       kernels::prefer_huge_pages(l->weight);
       widest = std::max<int64_t>(widest, static_cast<int64_t>(l->weight.nbytes()));
     }
